@@ -1,0 +1,108 @@
+"""Human-readable table, JSON and a PNG chart of a benchmark report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.runner import Report
+
+TARGET_PER_SECOND = 500
+TARGET_RATIO = 10
+TARGET_RSS_MB = 300
+
+
+def report_json(report: Report) -> str:
+    return json.dumps(
+        {"machine": report.machine, "data": report.data, "phases": [asdict(p) for p in report.phases]},
+        indent=2,
+    )
+
+
+def report_table(report: Report) -> str:
+    lines = [
+        f"machine: {report.machine['cpus']} CPUs, Python {report.machine['python']}, "
+        f"PostgreSQL {report.machine['postgresql']}, {report.machine['platform']}",
+        "",
+        f"{'phase':<9}{'subscribers':>12}{'papers':>8}{'workers':>8}{'digests/s':>11}{'p50 ms':>9}"
+        f"{'p95 ms':>9}{'peak RSS MB':>13}{'queries/chunk':>15}{'emails':>9}",
+    ]
+    for p in report.phases:
+        queries = f"{p.queries_per_chunk:.0f} / {p.chunk_size}" if p.queries_per_chunk is not None else "-"
+        lines.append(
+            f"{p.name:<9}{p.subscribers:>12,}{p.papers:>8,}{p.workers:>8}{p.per_second:>11,.1f}{p.p50_ms:>9.2f}"
+            f"{p.p95_ms:>9.2f}{p.peak_rss_mb:>13.1f}{queries:>15}{p.emails:>9,}"
+        )
+    lines.append("")
+    for data in report.data:
+        lines.append(
+            f"data {data['subscribers']:,} subscribers / {data['papers']:,} papers: "
+            f"insert {data['papers_seconds']:.1f}s, topic tagging {data['tagging_seconds']:.1f}s, "
+            f"subscribers {data['subscribers_seconds']:.1f}s"
+        )
+    lines += ["", *verdicts(report)]
+    return "\n".join(lines)
+
+
+def verdicts(report: Report) -> list[str]:
+    """The issue's targets, checked against this run."""
+    out = []
+    for size in sorted({p.subscribers for p in report.phases}):
+        at = {(p.name, p.workers): p for p in report.phases if p.subscribers == size}
+        deliver = next((p for (n, w), p in at.items() if n == "deliver" and w > 1), None)
+        single = at.get(("deliver", 1))
+        naive = at.get(("naive", 1))
+        if deliver:
+            ok = "ok" if deliver.per_second >= TARGET_PER_SECOND else "MISSED"
+            out.append(
+                f"{size:,}: build+deliver {deliver.per_second:,.0f}/s with {deliver.workers} workers "
+                f"(target {TARGET_PER_SECOND}/s: {ok}); worker peak RSS {deliver.peak_rss_mb} MB "
+                f"(target < {TARGET_RSS_MB} MB: {'ok' if deliver.peak_rss_mb < TARGET_RSS_MB else 'MISSED'})"
+            )
+            if naive:
+                ratio = deliver.per_second / naive.per_second
+                out.append(
+                    f"{size:,}: {ratio:.0f}x the naive baseline ({naive.per_second:.1f}/s in one process; "
+                    f"target {TARGET_RATIO}x: {'ok' if ratio >= TARGET_RATIO else 'MISSED'})"
+                )
+            if single:
+                speedup = deliver.per_second / single.per_second
+                out.append(f"{size:,}: {deliver.workers} workers / 1 worker = {speedup:.2f}x")
+                if naive:
+                    per_process = single.per_second / naive.per_second
+                    out.append(f"{size:,}: per process, 1 worker / naive = {per_process:.0f}x")
+    return out
+
+
+def report_chart(report: Report, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    series: dict[str, list[tuple[int, float]]] = {}
+    for p in report.phases:
+        label = (
+            f"{p.name} ({p.workers} worker{'s' if p.workers > 1 else ''})"
+            if p.name != "naive"
+            else "naive baseline (1 process)"
+        )
+        series.setdefault(label, []).append((p.subscribers, p.per_second))
+    for label, points in sorted(series.items()):
+        points.sort()
+        axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=label)
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.axhline(
+        TARGET_PER_SECOND, color="grey", linestyle="--", linewidth=1, label=f"target {TARGET_PER_SECOND}/s"
+    )
+    axis.set_xlabel("subscribers")
+    axis.set_ylabel("digests per second")
+    axis.set_title(f"Digest throughput ({report.machine['cpus']} CPUs)")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

@@ -1,0 +1,277 @@
+"""The digest benchmark: real Celery workers on Redis, the production code paths, a naive baseline.
+
+Each phase makes every subscriber due, starts `celery -A config worker -c W` (prefork, W processes),
+queues the production `dispatch_digests` task and waits until the database shows every delivery
+finished. The workers' own instrumentation (bench/apps.py) reports per-chunk time, queries and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from bench.data import bench_data_create, deliveries_reset
+from bench.naive import naive_run
+from config.celery import app
+from newsletter.models import Delivery, Subscriber
+from newsletter.tasks import dispatch_digests
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Phase:
+    name: str
+    subscribers: int
+    papers: int
+    workers: int
+    deliveries: int
+    emails: int
+    seconds: float
+    per_second: float
+    p50_ms: float
+    p95_ms: float
+    peak_rss_mb: float
+    queries_per_chunk: float | None = None
+    chunk_size: int | None = None
+    chunks: int | None = None
+
+
+@dataclass
+class Report:
+    machine: dict
+    data: list[dict] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+
+
+def database_ensure() -> None:
+    """Create the benchmark database if it does not exist (Django connects lazily, so this runs first)."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        raise SystemExit("The benchmark runs on PostgreSQL (set BENCH_DATABASE_URL).")
+    params = {"host": db["HOST"] or None, "port": db["PORT"] or None, "user": db["USER"] or None}
+    params = {k: v for k, v in params.items() if v}
+    with psycopg.connect(
+        dbname="postgres", password=db.get("PASSWORD") or None, autocommit=True, **params
+    ) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+    call_command("migrate", verbosity=0)
+
+
+class SMTPSink:
+    """aiosmtpd in a thread of the benchmark process: accepts and counts, keeps nothing."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.count = 0
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                with sink._lock:
+                    sink.count += 1
+                return "250 OK"
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SMTPSink:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.controller.stop()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _wait_for_workers(expected: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=0.5)
+        if len(replies) >= expected:
+            return
+    raise RuntimeError("benchmark worker did not start")
+
+
+def celery_phase(*, name: str, workers: int, subscribers: int, papers: int, smtp_port: int | None) -> Phase:
+    """One timed run of the production pipeline through `workers` Celery processes."""
+    now = timezone.now()
+    deliveries_reset(now=now)
+    app.control.purge()
+    stats_dir = tempfile.mkdtemp(prefix="bench-stats-")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.bench",
+        "BENCH_STATS_DIR": stats_dir,
+        "PYTHONPATH": str(REPO),
+    }
+    if smtp_port:
+        env["EMAIL_BACKEND"] = "django.core.mail.backends.smtp.EmailBackend"
+        env["EMAIL_URL"] = f"smtp://127.0.0.1:{smtp_port}"
+    else:
+        env["EMAIL_BACKEND"] = "bench.backends.SerializeOnlyBackend"
+    command = [
+        sys.executable, "-m", "celery", "-A", "config", "worker", "-c", str(workers), "-P", "prefork",
+        "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
+        "-n", f"bench-{os.getpid()}-{name}@%h",
+    ]  # fmt: skip
+    worker = subprocess.Popen(command, cwd=REPO, env=env)
+    try:
+        _wait_for_workers(1, time.monotonic() + 60)
+        started = time.perf_counter()
+        dispatch_digests.delay()
+        finished_states = [Delivery.Status.SENT, Delivery.Status.SKIPPED, Delivery.Status.FAILED]
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            done = Delivery.objects.filter(status__in=finished_states).count()
+            if done >= subscribers:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{name}: only {done} of {subscribers} deliveries finished")
+        elapsed = time.perf_counter() - started
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=120)
+    records = [
+        json.loads(line) for path in Path(stats_dir).glob("*.jsonl") for line in path.read_text().splitlines()
+    ]
+    chunks = [r for r in records if r["task"] == "newsletter.tasks.send_digest_chunk" and r["size"]]
+    per_digest_ms = [1000 * r["seconds"] / r["size"] for r in chunks]
+    sent = Delivery.objects.filter(status=Delivery.Status.SENT).count()
+    return Phase(
+        name=name,
+        subscribers=subscribers,
+        papers=papers,
+        workers=workers,
+        deliveries=subscribers,
+        emails=sent,
+        seconds=round(elapsed, 2),
+        per_second=round(subscribers / elapsed, 1),
+        p50_ms=round(_percentile(per_digest_ms, 0.5), 2),
+        p95_ms=round(_percentile(per_digest_ms, 0.95), 2),
+        peak_rss_mb=round(max((r["max_rss_kb"] for r in records), default=0) / 1024, 1),
+        queries_per_chunk=round(statistics.mean(r["queries"] for r in chunks), 1) if chunks else None,
+        chunk_size=settings.NEWSLETTER_CHUNK_SIZE,
+        chunks=len(chunks),
+    )
+
+
+def naive_phase(*, subscribers: int, papers: int, sample: int, smtp_port: int) -> Phase:
+    now = timezone.now()
+    deliveries_reset(now=now)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_port
+    ids = list(Subscriber.objects.order_by("id").values_list("id", flat=True)[:sample])
+    started = time.perf_counter()
+    latencies = naive_run(subscriber_ids=ids, now=now)
+    elapsed = time.perf_counter() - started
+    ms = [1000 * x for x in latencies]
+    return Phase(
+        name="naive",
+        subscribers=subscribers,
+        papers=papers,
+        workers=1,
+        deliveries=len(ids),
+        emails=Delivery.objects.filter(status=Delivery.Status.SENT).count(),
+        seconds=round(elapsed, 2),
+        per_second=round(len(ids) / elapsed, 1),
+        p50_ms=round(_percentile(ms, 0.5), 2),
+        p95_ms=round(_percentile(ms, 0.95), 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    )
+
+
+def machine_info() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        pg = cursor.fetchone()[0]
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "postgresql": pg,
+        "date": datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def bench_run(
+    *,
+    sizes: list[int],
+    papers: int,
+    workers: int,
+    naive_sample: int,
+    scale_out_at: int | None,
+    seed: int,
+    log=print,
+) -> Report:
+    database_ensure()
+    report = Report(machine=machine_info())
+    with SMTPSink() as sink:
+        for size in sizes:
+            log(f"-- {size} subscribers, {papers} papers: creating data")
+            timings = bench_data_create(subscribers=size, papers=papers, seed=seed, now=timezone.now())
+            report.data.append({"subscribers": size, "papers": papers, **asdict(timings)})
+            log(
+                f"   data: papers {timings.papers_seconds:.1f}s, tagging {timings.tagging_seconds:.1f}s, "
+                f"subscribers {timings.subscribers_seconds:.1f}s"
+            )
+            for name, port in (("build", None), ("deliver", sink.port)):
+                before = sink.count
+                phase = celery_phase(
+                    name=name, workers=workers, subscribers=size, papers=papers, smtp_port=port
+                )
+                if port:
+                    received = sink.count - before
+                    if received != phase.emails:
+                        raise RuntimeError(
+                            f"SMTP sink received {received} emails for {phase.emails} SENT deliveries"
+                        )
+                report.phases.append(phase)
+                log(
+                    f"   {name:<8} {workers} workers: {phase.per_second:>8.1f} digests/s, "
+                    f"p50 {phase.p50_ms} ms, p95 {phase.p95_ms} ms, rss {phase.peak_rss_mb} MB"
+                )
+            if scale_out_at == size and workers != 1:
+                phase = celery_phase(
+                    name="deliver", workers=1, subscribers=size, papers=papers, smtp_port=sink.port
+                )
+                report.phases.append(phase)
+                log(f"   deliver  1 worker : {phase.per_second:>8.1f} digests/s")
+            if naive_sample:
+                phase = naive_phase(
+                    subscribers=size, papers=papers, sample=min(naive_sample, size), smtp_port=sink.port
+                )
+                report.phases.append(phase)
+                log(f"   naive    1 process: {phase.per_second:>8.1f} digests/s, p50 {phase.p50_ms} ms")
+    return report

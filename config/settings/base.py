@@ -1,0 +1,222 @@
+"""Settings shared by every environment. Values come from the environment through django-environ.
+
+With nothing configured the app runs on SQLite with Redis at 127.0.0.1:6379 as the Celery broker.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+env.read_env(BASE_DIR / ".env")  # optional; a missing file is ignored
+
+SECRET_KEY = env("SECRET_KEY", default="django-insecure-local-only-change-me")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+# Absolute URL used in emails (links, List-Unsubscribe); requests are not available in workers.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "anymail",
+    "papers",
+    "newsletter",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE takes the write lock at BEGIN, so "select then update" claims in
+    # newsletter.services.delivery are serialized between worker processes on SQLite too.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL;"}
+    )
+DATABASES["default"]["ATOMIC_REQUESTS"] = False
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CACHES = {"default": env.cache("CACHE_URL", default="dbcache://django_cache")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- Email -----------------------------------------------------------------------------------
+# EMAIL_URL (smtp://user:pass@host:587, smtp+tls://..., consolemail://) configures the backend;
+# django-anymail backends can be set directly with EMAIL_BACKEND.
+_email = env.email("EMAIL_URL", default="smtp://127.0.0.1:25")
+EMAIL_BACKEND = env("EMAIL_BACKEND", default=_email["EMAIL_BACKEND"])
+EMAIL_HOST = _email.get("EMAIL_HOST", "")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Paper Digest <digest@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Directory of the local outbox backend (newsletter.outbox.OutboxBackend).
+EMAIL_OUTBOX_DIR = Path(env("EMAIL_OUTBOX_DIR", default=str(BASE_DIR / "var" / "outbox")))
+# List-Id header value; identifies this list to mail filters.
+NEWSLETTER_LIST_ID = env("NEWSLETTER_LIST_ID", default="Paper Digest <digest.localhost>")
+# Optional DKIM signing: both set, or neither.
+DKIM_SELECTOR = env("DKIM_SELECTOR", default="")
+DKIM_DOMAIN = env("DKIM_DOMAIN", default="")
+DKIM_PRIVATE_KEY_PATH = env("DKIM_PRIVATE_KEY_PATH", default="")
+
+ANYMAIL = {"WEBHOOK_SECRET": env("ANYMAIL_WEBHOOK_SECRET", default="")}
+
+# --- Papers ----------------------------------------------------------------------------------
+# How often beat looks for feeds that are due; each feed row has its own interval.
+PAPERS_FEED_CHECK_MINUTES = env.int("PAPERS_FEED_CHECK_MINUTES", default=15)
+# Largest response a fetcher reads; a bigger body is rejected, not truncated.
+PAPERS_FETCH_MAX_BYTES = env.int("PAPERS_FETCH_MAX_BYTES", default=20 * 1024 * 1024)
+PAPERS_FETCH_TIMEOUT = env.float("PAPERS_FETCH_TIMEOUT", default=30.0)
+
+# --- Newsletter ------------------------------------------------------------------------------
+NEWSLETTER_DISPATCH_MINUTES = env.int("NEWSLETTER_DISPATCH_MINUTES", default=5)
+NEWSLETTER_CHUNK_SIZE = env.int("NEWSLETTER_CHUNK_SIZE", default=200)
+NEWSLETTER_CONFIRM_MAX_AGE = timedelta(days=env.int("NEWSLETTER_CONFIRM_MAX_AGE_DAYS", default=7))
+# Candidate papers considered per chunk (newest first): bounds memory whatever the backlog.
+NEWSLETTER_MAX_CANDIDATES = env.int("NEWSLETTER_MAX_CANDIDATES", default=5000)
+# Ingest commits after it stamps ingested_at; windows overlap by this much so no paper falls between
+# two digests. Papers already sent are excluded, so the overlap never repeats one.
+NEWSLETTER_WINDOW_OVERLAP = timedelta(minutes=env.int("NEWSLETTER_WINDOW_OVERLAP_MINUTES", default=15))
+# A delivery claimed this long ago by a worker that never finished is re-driven by the sweeper.
+NEWSLETTER_STALE_CLAIM = timedelta(minutes=env.int("NEWSLETTER_STALE_CLAIM_MINUTES", default=15))
+# A pending delivery this old was never picked up (queue lost, broker down): the sweeper re-queues it.
+NEWSLETTER_STALE_PENDING = timedelta(minutes=env.int("NEWSLETTER_STALE_PENDING_MINUTES", default=10))
+# First retry delay of a chunk with deferred deliveries; doubles per retry up to 10 minutes.
+NEWSLETTER_RETRY_BACKOFF_SECONDS = env.int("NEWSLETTER_RETRY_BACKOFF_SECONDS", default=30)
+# Send attempts before a delivery is marked failed (visible in the admin, which can resend it).
+NEWSLETTER_MAX_ATTEMPTS = env.int("NEWSLETTER_MAX_ATTEMPTS", default=8)
+NEWSLETTER_FIRST_DIGEST_WINDOW = timedelta(days=env.int("NEWSLETTER_FIRST_DIGEST_WINDOW_DAYS", default=7))
+
+# --- Celery ----------------------------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# The broker only carries ids; the database is the source of truth, so losing the queue loses nothing.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# No result backend: tasks record their outcome in the database rows they work on.
+CELERY_TASK_IGNORE_RESULT = True
+# Tasks are idempotent (claim-by-status), so a task whose worker dies is redelivered, not lost.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message at a time per process: a chunk is heavy, and prefetched chunks would wait behind it.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redelivery of an unacked task after a dead worker; every countdown we use stays well below it.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Zero-setup fallback of `make run` when no Redis is reachable: one machine, folders as queues.
+    _broker_dir = BASE_DIR / "var" / "broker"
+    _broker_dir.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+    }
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+# Beat keeps its schedule state in a file; put it with the other local state.
+CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-digests": {
+        "task": "newsletter.tasks.dispatch_digests",
+        "schedule": timedelta(minutes=NEWSLETTER_DISPATCH_MINUTES),
+    },
+    "sweep-deliveries": {
+        "task": "newsletter.tasks.sweep_deliveries",
+        "schedule": timedelta(minutes=NEWSLETTER_DISPATCH_MINUTES),
+    },
+    "expire-pending-subscribers": {
+        "task": "newsletter.tasks.expire_pending_subscribers",
+        "schedule": timedelta(hours=1),
+    },
+    "fetch-due-feeds": {
+        "task": "papers.tasks.fetch_due_feeds",
+        "schedule": timedelta(minutes=PAPERS_FEED_CHECK_MINUTES),
+    },
+}
+
+# --- Security --------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "style-src": ["'self'"],
+        "script-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+# Per-IP sign-up limit and per-address email limit (the form must not be an inbox-bombing tool).
+NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR = env.int("NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR", default=20)
+NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY = env.int("NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY", default=3)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+}

@@ -1,0 +1,195 @@
+import secrets
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from papers.models import Paper, Topic
+
+
+def new_token_key() -> str:
+    return secrets.token_hex(16)
+
+
+def validate_timezone(value: str) -> None:
+    if value not in available_timezones():
+        raise ValidationError(f"Unknown time zone: {value}")
+
+
+def available_timezones() -> set[str]:
+    return zoneinfo.available_timezones()
+
+
+class Subscriber(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for confirmation"
+        ACTIVE = "active", "Active"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+    class Frequency(models.TextChoices):
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+        OFF = "off", "Paused"
+
+    class Format(models.TextChoices):
+        HTML = "html", "HTML (with plain-text alternative)"
+        TEXT = "text", "Plain text only"
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0
+        TUESDAY = 1
+        WEDNESDAY = 2
+        THURSDAY = 3
+        FRIDAY = 4
+        SATURDAY = 5
+        SUNDAY = 6
+
+    # Stored normalized (newsletter.services.subscription.email_normalize): one row per mailbox.
+    email = models.EmailField(max_length=254, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+
+    topics = models.ManyToManyField(Topic, blank=True, related_name="subscribers")
+    interests = models.TextField(max_length=1000, blank=True)
+    excluded_keywords = models.CharField(max_length=500, blank=True)
+    frequency = models.CharField(max_length=8, choices=Frequency.choices, default=Frequency.DAILY)
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices, default=Weekday.MONDAY)
+    send_hour = models.PositiveSmallIntegerField(default=8)
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    papers_per_digest = models.PositiveSmallIntegerField(default=10)
+    email_format = models.CharField(max_length=8, choices=Format.choices, default=Format.HTML)
+    # Weekly subscribers may ask to hear "nothing new this week" instead of silence.
+    notify_empty = models.BooleanField(default=False)
+
+    # The schedule lives on the row (healthchecks' next_report_date): the dispatcher only compares.
+    next_send_at = models.DateTimeField(null=True, blank=True)
+    # Papers ingested after this instant are candidates for the next digest.
+    last_digest_at = models.DateTimeField(null=True, blank=True)
+
+    # Part of every signed link; rotating it revokes all links sent so far.
+    token_key = models.CharField(max_length=32, default=new_token_key)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    # Start of the current unconfirmed sign-up; unconfirmed sign-ups expire after a week.
+    pending_since = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_send_at"],
+                name="subscriber_due_idx",
+                condition=models.Q(status="active"),
+            ),
+            models.Index(fields=["status", "created_at"], name="subscriber_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Suppression(models.Model):
+    """Addresses we must never mail again (bounces, complaints, unsubscribes). Checked on every send."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
+        COMPLAINT = "complaint", "Spam complaint"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed at the provider"
+        REJECTED = "rejected", "Rejected by the provider"
+        MANUAL = "manual", "Suppressed by an operator"
+
+    email = models.EmailField(max_length=254, unique=True)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.reason})"
+
+
+class Delivery(models.Model):
+    """One digest for one subscriber and one period: the source of truth for exactly-once sending."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped (nothing new)"
+
+    class Kind(models.TextChoices):
+        DIGEST = "digest", "Digest"
+        EMPTY = "empty", "Nothing new notice"
+        TEST = "test", "Test digest"
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="deliveries")
+    # The subscriber's local date ("2026-11-23") or ISO week ("2026-W48"): at most one digest each.
+    period = models.CharField(max_length=16)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DIGEST)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    scheduled_for = models.DateTimeField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    papers = models.ManyToManyField(Paper, through="DeliveryItem", related_name="deliveries")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Last time a task was queued for it; the sweeper re-queues pending rows queued long ago.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    # Set by ESP webhooks (newsletter.services.events) after the send.
+    bounced = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "period"], name="uniq_delivery_period"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="delivery_status_idx"),
+            models.Index(fields=["sent_at"], name="delivery_sent_idx"),
+        ]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id}/{self.period} ({self.status})"
+
+
+class DeliveryItem(models.Model):
+    """A paper in a delivery. Unique per subscriber: the database enforces "never the same paper twice"."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="items")
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="+")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+")
+    position = models.PositiveSmallIntegerField()
+    score = models.FloatField()
+    reasons = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["delivery", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "paper"], name="uniq_paper_per_subscriber"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id}#{self.position}: {self.paper_id}"
+
+
+class EmailEvent(models.Model):
+    """An ESP tracking event (anymail), stored once by its event id and processed in Celery."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    event_type = models.CharField(max_length=32)
+    email = models.EmailField(max_length=254, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    esp_name = models.CharField(max_length=32, blank=True)
+    timestamp = models.DateTimeField(null=True, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    bounce_kind = models.CharField(max_length=16, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

@@ -1,0 +1,150 @@
+"""Fast digest rendering: templates and premailer run once per worker process, not once per email.
+
+premailer costs milliseconds per email and Django's template engine about one more, which together
+would cap a worker at a few hundred digests per second. So `CompiledTemplate` renders a digest
+template once with placeholder values and the `{% fragment %}` markers switched on (for the HTML part
+it also inlines the CSS once, on the whole document, so every selector applies as usual), then cuts
+the result at the markers into fragments: the shell, a paper, and the repeated parts of a paper.
+Each email is then one-pass string substitution of (HTML-escaped) values into those fragments.
+
+Rules for the digest templates that follow from this: everything repeated or optional sits in a
+`{% for %}` over a list and inside a `{% fragment %}` of its own, and no `{% if %}` or filter may
+depend on a paper or a subscriber. Rendered normally (no markers), a template gives the same email;
+tests/newsletter/test_digest_render.py holds the two paths together.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from django.template.loader import render_to_string
+from django.utils.html import escape
+
+from newsletter.services.emails import RenderedEmail, inline_css, single_line
+from newsletter.templatetags.digest_fragments import COMPILING
+
+# Fragments inside a paper, each filled from one list of the item.
+_ITEM_LISTS = {
+    "authors": "authors",
+    "reason": "reasons",
+    "chip": "topics",
+    "topics": "topics_line",
+    "code": "code_urls",
+}
+_ITEM_SCALARS = ("title", "url", "abstract", "number")
+DIGEST_SCALARS = (
+    "intro", "count_label", "period_label", "email", "frequency_label", "manage_url",
+    "unsubscribe_url", "web_url", "site_url",
+)  # fmt: skip
+
+
+def _placeholder(name: str) -> str:
+    # Letters and underscores only: survives lxml's attribute (URL) escaping untouched.
+    return f"__pdph_{name}__"
+
+
+def _slot(name: str) -> str:
+    return f"__pdslot_{name}__"
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """One paper as the digest templates see it."""
+
+    title: str
+    url: str
+    abstract: str
+    authors: list[str] = field(default_factory=list)  # zero or one line
+    reasons: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    code_urls: list[str] = field(default_factory=list)  # zero or one link
+    number: str = ""  # position in the digest, "1", "2", ...
+    topics_line: list[str] | None = None  # zero or one line: the topics joined, for the text part
+
+    def __post_init__(self) -> None:
+        if self.topics_line is None:
+            object.__setattr__(self, "topics_line", [", ".join(self.topics)] if self.topics else [])
+
+
+_MARKED = re.compile(r"<!--(\w+)-->((?:(?!<!--).)*?)<!--/\1-->", re.S)  # innermost first
+_TOKEN = re.compile(r"__pd(?:ph|slot)_[a-z_]+?__")
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    """Replace every token in one pass: inserted text is never scanned again, so a paper title that
+    happens to look like a placeholder stays text."""
+    return _TOKEN.sub(lambda match: values[match.group(0)], template)
+
+
+class CompiledTemplate:
+    def __init__(self, template_name: str, *, html: bool) -> None:
+        sample = DigestItem(
+            title=_placeholder("title"),
+            url=_placeholder("url"),
+            abstract=_placeholder("abstract"),
+            number=_placeholder("number"),
+            **{attribute: [_placeholder(name)] for name, attribute in _ITEM_LISTS.items()},
+        )
+        context = {name: _placeholder(name) for name in DIGEST_SCALARS} | {"items": [sample], COMPILING: True}
+        rendered = render_to_string(template_name, context)
+        if html:
+            rendered = inline_css(rendered)
+        self.escape = escape if html else str
+        self.fragments: dict[str, str] = {}
+        while match := _MARKED.search(rendered):
+            name = match.group(1)
+            if name in self.fragments:
+                raise ValueError(f"{template_name}: {{% fragment {name!r} %}} is used twice")
+            self.fragments[name] = match.group(2)
+            rendered = rendered[: match.start()] + _slot(name) + rendered[match.end() :]
+        self.shell = rendered
+
+    def render(self, *, items: list[DigestItem], values: dict[str, str]) -> str:
+        escape_ = self.escape
+        papers = []
+        paper = self.fragments.get("paper")
+        for item in items if paper is not None else ():
+            parts = {_placeholder(name): escape_(getattr(item, name)) for name in _ITEM_SCALARS}
+            for name, attribute in _ITEM_LISTS.items():
+                fragment = self.fragments.get(name)
+                if fragment is not None:
+                    parts[_slot(name)] = "".join(
+                        _fill(fragment, {_placeholder(name): escape_(v)}) for v in getattr(item, attribute)
+                    )
+            papers.append(_fill(paper, parts))
+        shell = {_placeholder(name): escape_(values[name]) for name in DIGEST_SCALARS}
+        shell[_slot("paper")] = "".join(papers)
+        return _fill(self.shell, shell)
+
+
+@dataclass(frozen=True)
+class CompiledDigest:
+    subject: CompiledTemplate
+    text: CompiledTemplate
+    html: CompiledTemplate
+
+    def render_html(self, *, items: list[DigestItem], values: dict[str, str]) -> str:
+        return self.html.render(items=items, values=values)
+
+
+@lru_cache(maxsize=1)
+def compiled_digest() -> CompiledDigest:
+    """One compilation per process. Restart workers after editing the digest templates."""
+    return CompiledDigest(
+        subject=CompiledTemplate("emails/digest.subject.txt", html=False),
+        text=CompiledTemplate("emails/digest.txt", html=False),
+        html=CompiledTemplate("emails/digest.html", html=True),
+    )
+
+
+def digest_render(*, items: list[DigestItem], values: dict[str, str], html: bool) -> RenderedEmail:
+    """Subject, text and (if wanted) HTML of one digest, from the compiled templates."""
+    compiled = compiled_digest()
+    items = [item if item.number else replace(item, number=str(n)) for n, item in enumerate(items, start=1)]
+    return RenderedEmail(
+        subject=single_line(compiled.subject.render(items=items, values=values)),
+        text=compiled.text.render(items=items, values=values),
+        html=compiled.html.render(items=items, values=values) if html else None,
+    )

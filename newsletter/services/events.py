@@ -1,0 +1,134 @@
+"""ESP tracking events (django-anymail webhooks): bounces, complaints, unsubscribes, rejections.
+
+The webhook answers fast: `event_store` only inserts the event (unique by event id, so an ESP's
+retries are harmless) and queues `event_process` in Celery, which applies the consequences:
+
+- hard bounce, complaint, rejection, unsubscribe at the ESP: suppressed at the first event;
+- soft bounces: suppressed after SOFT_BOUNCE_LIMIT within SOFT_BOUNCE_DAYS;
+- an unsubscribe or complaint also unsubscribes the subscriber.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from datetime import timedelta
+
+from anymail.signals import AnymailTrackingEvent, EventType
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from newsletter.models import Delivery, EmailEvent, Subscriber, Suppression
+from newsletter.services.suppression import address_suppress
+
+logger = logging.getLogger(__name__)
+
+SOFT_BOUNCE_LIMIT = 3
+SOFT_BOUNCE_DAYS = 30
+HANDLED = {
+    EventType.BOUNCED,
+    EventType.DEFERRED,
+    EventType.COMPLAINED,
+    EventType.UNSUBSCRIBED,
+    EventType.REJECTED,
+}
+_TEMPORARY = re.compile(r"(^|\D)4\d\d(\D|$)|(^|\s)4\.\d{1,3}\.\d{1,3}")
+
+
+def _event_id(event: AnymailTrackingEvent, esp_name: str) -> str:
+    if event.event_id:
+        return f"{esp_name}:{event.event_id}"[:255]
+    # Some ESPs send no id; the raw event is the identity then, so a retried post is still a duplicate.
+    raw = (
+        json.dumps(event.esp_event, sort_keys=True, default=str)
+        if event.esp_event is not None
+        else repr(vars(event))
+    )
+    return f"{esp_name}:sha256:{hashlib.sha256(raw.encode()).hexdigest()}"
+
+
+def bounce_kind(event: AnymailTrackingEvent) -> str:
+    """ "hard" or "soft". anymail reports both as "bounced" for some ESPs, so look at the details."""
+    if event.event_type == EventType.DEFERRED:
+        return "soft"
+    raw = event.esp_event if isinstance(event.esp_event, dict) else {}
+    if str(raw.get("Type", "")).lower() in {"softbounce", "transient"}:
+        return "soft"
+    if event.mta_response and _TEMPORARY.search(event.mta_response):
+        return "soft"
+    return "hard"
+
+
+def event_store(*, event: AnymailTrackingEvent, esp_name: str) -> EmailEvent | None:
+    """Record one webhook event; None for event types we ignore or an event already recorded."""
+    if event.event_type not in HANDLED or not event.recipient:
+        return None
+    kind = bounce_kind(event) if event.event_type in (EventType.BOUNCED, EventType.DEFERRED) else ""
+    try:
+        with transaction.atomic():
+            return EmailEvent.objects.create(
+                event_id=_event_id(event, esp_name),
+                event_type=event.event_type,
+                email=event.recipient.strip().lower()[:254],
+                message_id=(event.message_id or "")[:255],
+                esp_name=esp_name[:32],
+                timestamp=event.timestamp,
+                description=(event.description or event.mta_response or "")[:500],
+                bounce_kind=kind,
+            )
+    except IntegrityError:
+        return None
+
+
+def event_process(*, event_id: int) -> None:
+    """Apply an event's consequences once (processed_at marks it done)."""
+    with transaction.atomic():
+        event = EmailEvent.objects.select_for_update().filter(pk=event_id, processed_at__isnull=True).first()
+        if event is None:
+            return
+        _apply(event)
+        event.processed_at = timezone.now()
+        event.save(update_fields=["processed_at"])
+
+
+def _apply(event: EmailEvent) -> None:
+    email = event.email
+    if event.event_type in (EventType.BOUNCED, EventType.DEFERRED):
+        _mark_bounced(email)
+        if event.bounce_kind == "hard":
+            address_suppress(email=email, reason=Suppression.Reason.HARD_BOUNCE, detail=event.description)
+        elif _soft_bounces(email) >= SOFT_BOUNCE_LIMIT:
+            address_suppress(email=email, reason=Suppression.Reason.SOFT_BOUNCES, detail=event.description)
+    elif event.event_type == EventType.COMPLAINED:
+        address_suppress(email=email, reason=Suppression.Reason.COMPLAINT, detail=event.description)
+        _unsubscribe(email)
+    elif event.event_type == EventType.UNSUBSCRIBED:
+        address_suppress(email=email, reason=Suppression.Reason.UNSUBSCRIBED, detail=event.description)
+        _unsubscribe(email)
+    elif event.event_type == EventType.REJECTED:
+        address_suppress(email=email, reason=Suppression.Reason.REJECTED, detail=event.description)
+
+
+def _soft_bounces(email: str) -> int:
+    since = timezone.now() - timedelta(days=SOFT_BOUNCE_DAYS)
+    return EmailEvent.objects.filter(email=email, bounce_kind="soft", received_at__gte=since).count()
+
+
+def _mark_bounced(email: str) -> None:
+    """Count the bounce against the most recent digest sent to the address (stats page)."""
+    latest = (
+        Delivery.objects.filter(subscriber__email=email, status=Delivery.Status.SENT)
+        .order_by("-sent_at")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if latest:
+        Delivery.objects.filter(pk=latest).update(bounced=True)
+
+
+def _unsubscribe(email: str) -> None:
+    Subscriber.objects.filter(email=email).exclude(status=Subscriber.Status.UNSUBSCRIBED).update(
+        status=Subscriber.Status.UNSUBSCRIBED, unsubscribed_at=timezone.now(), next_send_at=None
+    )

@@ -1,0 +1,60 @@
+"""What operators do from the admin: resend failed deliveries, (un)suppress, send test digests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.core.mail import get_connection
+from django.db import transaction
+from django.utils import timezone
+
+from newsletter.models import Delivery, Subscriber, Suppression
+from newsletter.services.digest import DigestItems, digest_preview, digest_values, topic_names
+from newsletter.services.digest_render import digest_render
+from newsletter.services.emails import build_email
+from newsletter.services.suppression import address_suppress, address_unsuppress
+
+
+def deliveries_resend(*, delivery_ids: Sequence[int]) -> list[int]:
+    """Failed deliveries back to PENDING with fresh attempts; same papers (they are recorded).
+    Returns the ids to queue."""
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update()
+            .filter(id__in=delivery_ids, status=Delivery.Status.FAILED)
+            .values_list("id", flat=True)
+        )
+        Delivery.objects.filter(id__in=ids).update(
+            status=Delivery.Status.PENDING, attempts=0, queued_at=timezone.now(), last_error=""
+        )
+    return ids
+
+
+def subscribers_suppress(*, subscriber_ids: Sequence[int]) -> int:
+    emails = Subscriber.objects.filter(id__in=subscriber_ids).values_list("email", flat=True)
+    return sum(address_suppress(email=e, reason=Suppression.Reason.MANUAL, detail="admin") for e in emails)
+
+
+def subscribers_unsuppress(*, subscriber_ids: Sequence[int]) -> int:
+    emails = Subscriber.objects.filter(id__in=subscriber_ids).values_list("email", flat=True)
+    return sum(address_unsuppress(email=e) for e in emails)
+
+
+def digest_test_send(*, subscriber: Subscriber, to: str) -> int:
+    """Send what the subscriber would get now to `to`, marked as a test. Nothing is recorded as
+    sent, so the subscriber's real next digest is unaffected. Returns the number of papers."""
+    now = timezone.now()
+    picks = digest_preview(subscriber=subscriber, now=now)
+    preview = Delivery(pk=0, subscriber=subscriber, scheduled_for=now)
+    values = digest_values(delivery=preview, subscriber=subscriber, count=len(picks))
+    names = topic_names()
+    rendered = digest_render(
+        items=DigestItems(names).items(picks),
+        values=values,
+        html=subscriber.email_format == Subscriber.Format.HTML,
+    )
+    rendered = type(rendered)(subject=f"[Test] {rendered.subject}", text=rendered.text, html=rendered.html)
+    message = build_email("digest", to=to, context={}, rendered=rendered)
+    with get_connection() as connection:
+        connection.send_messages([message])
+    return len(picks)

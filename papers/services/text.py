@@ -1,0 +1,171 @@
+"""The one text model of the project: tokens, TF-IDF vectors, keyword matching.
+
+Topic tagging (papers.services.tagging) and digest ranking (newsletter.services.ranking) both use it,
+so "similar" means the same thing everywhere.
+
+Why hashing + a fixed IDF: `HashingVectorizer` needs no vocabulary, so it is stateless and handles
+100k papers in bounded memory; the IDF weights are fitted once on the abstracts shipped in
+`papers/sample_data/`, so a paper's vector never depends on what else is in the database.
+Tagging is therefore deterministic: the same paper gets the same topics on every machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, HashingVectorizer, TfidfTransformer
+from sklearn.preprocessing import normalize
+
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+N_FEATURES = 2**18
+
+# Hyphens split words ("retrieval-augmented" matches "retrieval augmented"); dots and pluses
+# inside a token are kept ("3.5", "c++").
+_TOKEN = re.compile(r"[a-z0-9]+(?:[.+][a-z0-9]+)*\+*")
+# Words every abstract uses; they carry no topic.
+_DOMAIN_STOP_WORDS = {
+    "paper", "propose", "proposed", "approach", "method", "methods", "result", "work", "novel",
+    "new", "based", "using", "use", "used", "show", "shows", "demonstrate", "task", "performance",
+    "existing", "significant", "significantly", "achieve", "achieves", "state-of-the-art", "study",
+    "introduce", "present", "various", "different", "furthermore", "additionally", "experiment",
+}  # fmt: skip
+STOP_WORDS = frozenset(ENGLISH_STOP_WORDS | _DOMAIN_STOP_WORDS)
+
+
+def _singular(token: str) -> str:
+    """A light plural folding so "models" and "LLMs" match "model" and "LLM"."""
+    if len(token) > 4 and token.endswith("ies"):
+        return token[:-3] + "y"
+    if len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us", "is", "as")):
+        return token[:-1]
+    return token
+
+
+# Memo of _singular: the vocabulary is small, the calls are many (every token of every abstract).
+_SINGULAR: dict[str, str] = {}
+_SINGULAR_MAX = 500_000
+
+
+def tokenize(text: str) -> list[str]:
+    memo = _SINGULAR
+    tokens = []
+    for token in _TOKEN.findall(text.lower()):
+        folded = memo.get(token)
+        if folded is None:
+            if len(memo) > _SINGULAR_MAX:
+                memo.clear()
+            folded = memo[token] = _singular(token)
+        tokens.append(folded)
+    return tokens
+
+
+def content_tokens(text: str) -> list[str]:
+    return [t for t in tokenize(text) if t not in STOP_WORDS and (len(t) > 1 or t.isdigit())]
+
+
+def _identity(grams: list[str]) -> list[str]:
+    return grams
+
+
+def features(text: str) -> list[str]:
+    """Unigrams and bigrams of content words: the vocabulary of the vectors."""
+    tokens = content_tokens(text)
+    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+
+
+# Fed lists of grams from `features`, so callers that need the grams too compute them once.
+_hasher = HashingVectorizer(
+    analyzer=_identity, n_features=N_FEATURES, alternate_sign=False, norm=None, dtype=np.float32
+)
+
+
+@lru_cache(maxsize=1)
+def _idf() -> TfidfTransformer:
+    corpus = []
+    for path in sorted(SAMPLE_DATA_DIR.glob("*.txt")):
+        paragraphs = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n")]
+        corpus.extend(p for p in paragraphs if p)
+    transformer = TfidfTransformer(sublinear_tf=True, norm=None)
+    transformer.fit(feature_counts(corpus))
+    return transformer
+
+
+def feature_counts(texts: Sequence[str]) -> sparse.csr_matrix:
+    """Raw feature counts (texts x N_FEATURES); a phrase of one or two words is one column."""
+    return gram_counts([features(t) for t in texts])
+
+
+def gram_counts(gram_lists: Sequence[list[str]]) -> sparse.csr_matrix:
+    """Counts from ready-made `features` lists."""
+    if not gram_lists:
+        return sparse.csr_matrix((0, N_FEATURES), dtype=np.float32)
+    return _hasher.transform(gram_lists).tocsr()
+
+
+def tfidf(counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    """L2-normalized TF-IDF rows from `feature_counts`; the dot product of two rows is their cosine."""
+    return normalize(_idf().transform(counts), copy=False).astype(np.float32).tocsr()
+
+
+def vectorize(texts: Sequence[str]) -> sparse.csr_matrix:
+    return tfidf(feature_counts(texts))
+
+
+@lru_cache(maxsize=65536)
+def phrase_grams(phrase: str) -> tuple[str, ...]:
+    """The grams that must all be present for `phrase` to occur in a text.
+
+    One word is a unigram, a longer phrase the chain of its bigrams. Stop words are dropped exactly
+    as in `features`, so "the agents" matches "agent".
+    """
+    tokens = content_tokens(phrase)
+    return tuple(tokens if len(tokens) == 1 else [f"{a} {b}" for a, b in itertools.pairwise(tokens)])
+
+
+@lru_cache(maxsize=65536)
+def phrase_columns(phrase: str) -> tuple[int, ...]:
+    """The feature columns of `phrase_grams`; hashed, so a hit must be confirmed on real grams."""
+    grams = phrase_grams(phrase)
+    return tuple(sorted({int(c) for c in _hasher.transform([list(grams)]).indices})) if grams else ()
+
+
+def paper_text(title: str, abstract: str) -> str:
+    # The title is repeated: it is the densest statement of what a paper is about.
+    return f"{title}. {title}. {abstract}"
+
+
+class PhraseSet:
+    """Many phrases matched against many texts at once, on the hashed feature columns.
+
+    Matching on features (not substrings) keeps "code" from matching "encoder", and the plural
+    folding lets "agent" match "agents". A phrase occurs as often as its rarest bigram does.
+    """
+
+    def __init__(self, phrases: Iterable[str]) -> None:
+        self.phrases = [p.strip() for p in phrases]
+        self._columns = [phrase_columns(p) for p in self.phrases]
+        self._unique = sorted({c for cols in self._columns for c in cols})
+        position = {c: i for i, c in enumerate(self._unique)}
+        self._positions = [[position[c] for c in cols] for cols in self._columns]
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+    def counts(self, counts: sparse.csr_matrix) -> np.ndarray:
+        """A texts x phrases array of occurrence counts, from `feature_counts` of the texts."""
+        result = np.zeros((counts.shape[0], len(self.phrases)), dtype=np.float32)
+        if not self._unique:
+            return result
+        present = counts[:, self._unique].toarray()
+        for index, positions in enumerate(self._positions):
+            if len(positions) == 1:
+                result[:, index] = present[:, positions[0]]
+            elif positions:
+                result[:, index] = present[:, positions].min(axis=1)
+        return result

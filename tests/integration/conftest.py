@@ -1,0 +1,236 @@
+"""Real moving parts for the fault tests: Celery worker subprocesses, a private Redis, a faulty SMTP server.
+
+Worker subprocesses use config.settings.test pointed at this test run's database (which the tests
+commit to: they use `transactional_db`), so they see exactly what the test wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from tests.conftest import REPO, free_port
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.1):
+    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class FaultySMTPServer:
+    """aiosmtpd on a fixed port that can be stopped and restarted, slowed down and told to fail.
+
+    A message counts as delivered only if the client is still connected when the server answers
+    250, as for a real MTA: a client killed mid-transaction has not delivered its message.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.delivered: list[tuple[list[str], bytes]] = []
+        self.delay = 0.0
+        self.temporary_failures = 0  # the next N DATA commands get 451
+        self.refuse: dict[str, str] = {}
+        self.connections = 0
+        self._controller = None
+
+    def start(self) -> FaultySMTPServer:
+        from aiosmtpd.controller import Controller
+
+        server = self
+
+        class Handler:
+            async def handle_EHLO(self, smtp, session, envelope, hostname, responses):
+                server.connections += 1
+                session.host_name = hostname
+                return responses
+
+            async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
+                if address in server.refuse:
+                    return server.refuse[address]
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, smtp, session, envelope):
+                if server.delay:
+                    await asyncio.sleep(server.delay)
+                if smtp.transport is None or smtp.transport.is_closing():
+                    return "421 4.4.2 client went away"
+                if server.temporary_failures > 0:
+                    server.temporary_failures -= 1
+                    return "451 4.3.0 Temporary failure, try again later"
+                server.delivered.append((list(envelope.rcpt_tos), envelope.content))
+                return "250 2.0.0 Accepted"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def recipients(self) -> Counter:
+        return Counter(address for rcpts, _ in self.delivered for address in rcpts)
+
+    def messages(self) -> list:
+        return [BytesParser(policy=policy.default).parsebytes(content) for _, content in self.delivered]
+
+
+@pytest.fixture
+def faulty_smtp() -> Iterator[FaultySMTPServer]:
+    server = FaultySMTPServer(free_port())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class RedisServer:
+    """A private redis-server this test may kill and restart (nothing is persisted)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        wait_until(lambda: _pings(client), timeout=10, what="private redis-server")
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(free_port())
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@dataclass
+class Workers:
+    """Starts `celery -A config worker` subprocesses on this test's database."""
+
+    base_env: dict[str, str]
+    log_dir: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {**self.base_env, **overrides}
+
+    def start(self, *, concurrency: int = 1, **env: str) -> subprocess.Popen:
+        name = f"fault{len(self.processes)}-{os.getpid()}@%h"
+        log = self.log_dir / f"worker-{len(self.processes)}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-c", str(concurrency), "-P", "prefork",
+            "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO", "-n", name,
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=self.env(TEST_WORKER_LOG=str(log), **env),
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: SIGKILL reaches the pool children too
+        )
+        self.processes.append(process)
+        return process
+
+    def run_command(self, *args: str, **env: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "manage.py", *args]
+        return subprocess.run(
+            command, cwd=REPO, env=self.env(**env), capture_output=True, text=True, timeout=120
+        )
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.log_dir.glob("*.log")))
+
+
+@pytest.fixture
+def workers(transactional_db, tmp_path) -> Iterator[Workers]:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "NEWSLETTER_RETRY_BACKOFF_SECONDS": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    pool = Workers(base_env=env, log_dir=tmp_path)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.flushdb()  # messages a killed worker never acknowledged must not leak into the next test
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+        broker.flushdb()
+        connection.close()

@@ -1,0 +1,166 @@
+"""ESP webhooks through django-anymail: real-shaped Postmark and SendGrid payloads."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from django.test import Client
+
+from newsletter.models import EmailEvent, Subscriber, Suppression
+from newsletter.selectors import subscribers_due
+from newsletter.services.subscription import Outcome, Preferences, subscriber_subscribe
+from tests.factories import DeliveryFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+AUTH = "hook:s3cret-webhook"
+
+
+@pytest.fixture(autouse=True)
+def _webhook_secret(settings) -> None:
+    settings.ANYMAIL = {"WEBHOOK_SECRET": AUTH}
+
+
+@pytest.fixture
+def webhook(django_capture_on_commit_callbacks):
+    """POST a payload to an anymail tracking webhook; processing queued on commit runs too."""
+
+    def send(esp: str, payload, auth: str | None = AUTH):
+        with django_capture_on_commit_callbacks(execute=True):
+            return _post(Client(), esp, payload, auth)
+
+    return send
+
+
+def _post(client: Client, esp: str, payload, auth: str | None):
+    headers = {}
+    if auth:
+        headers["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    body = payload if isinstance(payload, str | bytes) else json.dumps(payload)
+    return client.post(f"/anymail/{esp}/tracking/", data=body, content_type="application/json", **headers)
+
+
+def postmark_bounce(
+    email: str, *, bounce_type: str = "HardBounce", event_id: int = 4323372036854775807
+) -> dict:
+    return {
+        "RecordType": "Bounce",
+        "ID": event_id,
+        "Type": bounce_type,
+        "TypeCode": 1 if bounce_type == "HardBounce" else 4096,
+        "Name": "Hard bounce" if bounce_type == "HardBounce" else "Soft bounce",
+        "Tag": "",
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "Metadata": {},
+        "ServerID": 23,
+        "MessageStream": "outbound",
+        "Description": "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.",
+        "Email": email,
+        "From": "digest@example.org",
+        "BouncedAt": "2026-11-05T16:33:54.9070259Z",
+        "DumpAvailable": True,
+        "Inactive": True,
+        "CanActivate": True,
+        "Subject": "5 new papers for you",
+    }
+
+
+def test_hard_bounce_suppresses_at_first_event_and_marks_the_delivery(webhook) -> None:
+    subscriber = SubscriberFactory(email="gone@example.org")
+    delivery = DeliveryFactory(subscriber=subscriber, status="sent", sent_at="2026-11-05T08:00:00Z")
+    response = webhook("postmark", postmark_bounce("gone@example.org"))
+    assert response.status_code == 200
+    suppression = Suppression.objects.get(email="gone@example.org")
+    assert suppression.reason == Suppression.Reason.HARD_BOUNCE
+    delivery.refresh_from_db()
+    assert delivery.bounced is True
+    assert EmailEvent.objects.get().processed_at is not None
+
+
+def test_a_retried_webhook_is_processed_once(webhook) -> None:
+    SubscriberFactory(email="gone@example.org")
+    assert webhook("postmark", postmark_bounce("gone@example.org")).status_code == 200
+    assert webhook("postmark", postmark_bounce("gone@example.org")).status_code == 200
+    assert EmailEvent.objects.count() == 1
+    assert Suppression.objects.count() == 1
+
+
+def test_soft_bounces_suppress_only_when_repeated(webhook) -> None:
+    SubscriberFactory(email="full@example.org")
+    for event_id in (1, 2):
+        webhook("postmark", postmark_bounce("full@example.org", bounce_type="SoftBounce", event_id=event_id))
+    assert not Suppression.objects.filter(email="full@example.org").exists()
+    webhook("postmark", postmark_bounce("full@example.org", bounce_type="SoftBounce", event_id=3))
+    assert Suppression.objects.get(email="full@example.org").reason == Suppression.Reason.SOFT_BOUNCES
+
+
+def test_complaint_suppresses_and_unsubscribes(webhook) -> None:
+    subscriber = SubscriberFactory(email="angry@example.org")
+    payload = {
+        "RecordType": "SpamComplaint",
+        "ID": 42,
+        "Type": "SpamComplaint",
+        "TypeCode": 512,
+        "Name": "Spam complaint",
+        "MessageID": "00000000-0000-0000-0000-000000000000",
+        "Email": "angry@example.org",
+        "From": "digest@example.org",
+        "BouncedAt": "2026-11-05T16:33:54Z",
+        "Description": "The subscriber explicitly marked this message as spam.",
+        "Details": "Test spam complaint details",
+        "Subject": "Digest",
+    }
+    assert webhook("postmark", payload).status_code == 200
+    assert Suppression.objects.get(email="angry@example.org").reason == Suppression.Reason.COMPLAINT
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_sendgrid_batch_of_events(webhook) -> None:
+    SubscriberFactory(email="a@example.org")
+    SubscriberFactory(email="b@example.org")
+    SubscriberFactory(email="c@example.org")
+    events = [
+        {"email": "a@example.org", "timestamp": 1763800000, "event": "dropped", "reason": "Bounced Address",
+         "sg_event_id": "ev-1", "sg_message_id": "m1"},
+        {"email": "b@example.org", "timestamp": 1763800001, "event": "unsubscribe", "sg_event_id": "ev-2",
+         "sg_message_id": "m2"},
+        {"email": "c@example.org", "timestamp": 1763800002, "event": "delivered", "sg_event_id": "ev-3",
+         "sg_message_id": "m3", "response": "250 OK"},
+    ]  # fmt: skip
+    assert webhook("sendgrid", events).status_code == 200
+    assert set(Suppression.objects.values_list("email", "reason")) == {
+        ("a@example.org", Suppression.Reason.REJECTED),
+        ("b@example.org", Suppression.Reason.UNSUBSCRIBED),
+    }
+    assert Subscriber.objects.get(email="b@example.org").status == Subscriber.Status.UNSUBSCRIBED
+    # "delivered" is not stored: only events with consequences are.
+    assert not EmailEvent.objects.filter(email="c@example.org").exists()
+
+
+def test_webhook_without_credentials_is_refused_and_changes_nothing(webhook) -> None:
+    SubscriberFactory(email="gone@example.org")
+    response = webhook("postmark", postmark_bounce("gone@example.org"), auth=None)
+    assert response.status_code in (400, 401, 403)
+    assert not Suppression.objects.exists()
+    assert not EmailEvent.objects.exists()
+
+
+@pytest.mark.parametrize("body", ['{"RecordType": "Bounce", ', "not json at all", "[1, 2, 3]", "\xff\xfe"])
+def test_malformed_webhook_gets_a_clear_400(webhook, body: str) -> None:
+    response = webhook("postmark", body)
+    assert response.status_code == 400
+    assert not EmailEvent.objects.exists()
+
+
+def test_suppressed_address_gets_no_confirmation_and_is_never_due(mailoutbox) -> None:
+    Suppression.objects.create(email="gone@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+    outcome = subscriber_subscribe(email="Gone@Example.org", preferences=Preferences())
+    assert outcome == Outcome.SUPPRESSED
+    assert mailoutbox == []
+    active = SubscriberFactory(email="gone2@example.org", next_send_at="2026-01-01T00:00:00Z")
+    Suppression.objects.create(email="gone2@example.org", reason=Suppression.Reason.COMPLAINT)
+    assert active.pk not in subscribers_due(now=active.next_send_at)

@@ -1,0 +1,608 @@
+"""The subscriber life cycle, driven through the services (newsletter.services.subscription)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.exceptions import ValidationError
+from django.db import connection
+from hypothesis import given
+from hypothesis import strategies as st
+
+from newsletter.models import Delivery, DeliveryItem, EmailEvent, Subscriber, Suppression
+from newsletter.selectors import subscribers_due
+from newsletter.services.subscription import (
+    EmailKind,
+    Outcome,
+    Preferences,
+    email_normalize,
+    subscriber_confirm,
+    subscriber_delete,
+    subscriber_email_send,
+    subscriber_export,
+    subscriber_request_link,
+    subscriber_subscribe,
+    subscriber_unsubscribe,
+    subscriber_update_preferences,
+    subscribers_expire_pending,
+)
+from newsletter.services.tokens import Purpose, token_subscriber
+from papers.models import Paper
+from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory, TopicFactory
+
+pytestmark = pytest.mark.django_db
+
+# Monday 2 March 2026, 10:00 UTC (11:00 in Berlin, which is on UTC+1 until 29 March).
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+LINK_RE = r"https://digest\.example\.org/{}/([\w:-]+)/"
+
+
+def assert_email_contains(message: mail.EmailMultiAlternatives, text: str) -> None:
+    """Both the plain-text body and the HTML alternative contain `text` (healthchecks' helper)."""
+    assert text in message.body, f"{text!r} not in the text part"
+    html = [content for content, mimetype in message.alternatives if mimetype == "text/html"]
+    assert html, "no HTML part"
+    assert text in html[0], f"{text!r} not in the HTML part"
+
+
+def link_token(message: mail.EmailMessage, page: str) -> str:
+    """The token of the /<page>/<token>/ link in an email's text part."""
+    found = re.search(LINK_RE.format(page), message.body)
+    assert found, f"no /{page}/ link in {message.body!r}"
+    return found.group(1)
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock():
+    # Tokens and rate-limit windows read the clock: keep them in step with the `now` given to services.
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.fixture
+def send_emails(django_capture_on_commit_callbacks):
+    """Run the on-commit email tasks (eager Celery) the services queue; the test transaction never
+    commits, so without this nothing would be sent."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
+def email_limit(settings) -> int:
+    settings.NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY = 3
+    return 3
+
+
+def subscribe(email: str = "ada@example.org", **preferences) -> Outcome:
+    return subscriber_subscribe(email=email, preferences=Preferences(**preferences), now=NOW)
+
+
+# --- email_normalize ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("ada@example.org", "ada@example.org"),
+        ("  Ada.Lovelace@Example.ORG \n", "ada.lovelace@example.org"),
+        ("ada@bücher.de", "ada@xn--bcher-kva.de"),
+        ("ada@BÜCHER.de", "ada@xn--bcher-kva.de"),
+        ("ada@xn--bcher-kva.de", "ada@xn--bcher-kva.de"),
+        ("ada@example.org.", "ada@example.org"),
+        ("ada+papers@example.org", "ada+papers@example.org"),
+    ],
+)
+def test_email_normalize_case_whitespace_and_idn(raw: str, expected: str) -> None:
+    assert email_normalize(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "   ",
+        "ada",
+        "ada@",
+        "@example.org",
+        "ada lovelace@example.org",
+        "ada@exa mple.org",
+        "ada@@example.org",
+        "ada@example..org",
+        "ada@.",
+        "adä@example.org",
+        '"ada lovelace"@example.org',
+        '"<script>alert(1)</script>"@example.org',
+        '"\x01"@example.org',
+        "a" * 65 + "@example.org",
+        "ada@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + ".org",
+        "<ada@example.org>",
+        "ada@example.org\nBcc: victim@example.org",
+    ],
+)
+def test_email_normalize_rejects_invalid_addresses(raw: str) -> None:
+    with pytest.raises(ValidationError):
+        email_normalize(raw)
+
+
+@given(st.emails())
+def test_email_normalize_is_idempotent(raw: str) -> None:
+    try:
+        once = email_normalize(raw)
+    except ValidationError:
+        return
+    assert once == once.lower()
+    assert once.isascii()
+    assert len(once) <= 254
+    assert email_normalize(once) == once
+
+
+# --- subscriber_subscribe ----------------------------------------------------------------------
+
+
+def test_subscribe_new_address_creates_one_pending_row_with_preferences(send_emails) -> None:
+    ml, vision = TopicFactory(slug="ml"), TopicFactory(slug="vision")
+    with send_emails():
+        outcome = subscribe(
+            " Ada@Example.org ",
+            topic_ids=(ml.pk, vision.pk),
+            interests="retrieval for code",
+            excluded_keywords="crypto",
+            frequency=Subscriber.Frequency.WEEKLY,
+            weekday=Subscriber.Weekday.FRIDAY,
+            send_hour=7,
+            timezone="Europe/Berlin",
+            papers_per_digest=5,
+            email_format=Subscriber.Format.TEXT,
+        )
+
+    assert outcome == Outcome.CONFIRMATION_SENT
+    subscriber = Subscriber.objects.get()
+    assert subscriber.email == "ada@example.org"
+    assert subscriber.status == Subscriber.Status.PENDING
+    assert subscriber.pending_since == NOW
+    assert subscriber.confirmed_at is None
+    assert subscriber.next_send_at is None
+    assert set(subscriber.topics.values_list("slug", flat=True)) == {"ml", "vision"}
+    assert (subscriber.interests, subscriber.excluded_keywords) == ("retrieval for code", "crypto")
+    assert (subscriber.frequency, subscriber.weekday, subscriber.send_hour) == ("weekly", 4, 7)
+    assert (subscriber.timezone, subscriber.papers_per_digest, subscriber.email_format) == (
+        "Europe/Berlin",
+        5,
+        "text",
+    )
+
+
+def test_confirmation_email_has_the_confirm_link_in_both_parts(send_emails, mailoutbox) -> None:
+    with send_emails():
+        subscribe()
+
+    assert len(mailoutbox) == 1
+    message = mailoutbox[0]
+    assert message.to == ["ada@example.org"]
+    assert message.subject == "Confirm your Paper Digest subscription"
+    token = link_token(message, "confirm")
+    assert_email_contains(message, f"https://digest.example.org/confirm/{token}/")
+    assert token_subscriber(token=token, purpose=Purpose.CONFIRM) == Subscriber.objects.get()
+    # A transactional email, not list mail: no unsubscribe headers that would unsubscribe nobody.
+    assert "List-Unsubscribe" not in message.extra_headers
+
+
+@pytest.mark.integration
+def test_confirmation_email_over_smtp_keeps_the_link_intact(smtp_sink, send_emails) -> None:
+    """Through a real SMTP server: the MIME encoding (line wrapping) must not break the link."""
+    with send_emails():
+        subscribe("ada@bücher.de")
+
+    [message] = smtp_sink.parsed()
+    assert smtp_sink.messages[0].rcpt_tos == ["ada@xn--bcher-kva.de"]
+    assert message["Auto-Submitted"] == "auto-generated"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    token = re.search(LINK_RE.format("confirm"), text).group(1)
+    assert f'href="https://digest.example.org/confirm/{token}/"' in html
+    assert token_subscriber(token=token, purpose=Purpose.CONFIRM) == Subscriber.objects.get()
+
+
+def test_subscribe_pending_address_again_sends_a_fresh_confirmation_and_keeps_one_row(
+    send_emails, mailoutbox
+) -> None:
+    with send_emails():
+        subscribe(interests="first")
+    later = NOW + timedelta(days=3)
+    with time_machine.travel(later, tick=False), send_emails():
+        outcome = subscriber_subscribe(
+            email="ADA@example.org", preferences=Preferences(interests="second"), now=later
+        )
+
+    assert outcome == Outcome.CONFIRMATION_SENT
+    subscriber = Subscriber.objects.get()
+    assert subscriber.interests == "second"
+    assert subscriber.pending_since == later
+    assert [m.subject for m in mailoutbox] == ["Confirm your Paper Digest subscription"] * 2
+    first, second = (link_token(m, "confirm") for m in mailoutbox)
+    assert first != second
+    assert token_subscriber(token=second, purpose=Purpose.CONFIRM) == subscriber
+
+
+# Threads need committed rows. available_apps keeps this test neutral to the others: the flush after
+# it leaves content types alone (a recreated content type breaks the next serialized_rollback test),
+# and it restores no migration data it does not need.
+@pytest.mark.django_db(transaction=True, available_apps=["newsletter", "papers"])
+def test_simultaneous_sign_ups_for_one_address_make_one_row(settings, mailoutbox) -> None:
+    """A double-clicked submit button: both requests insert, the database keeps one row, and
+    neither request fails."""
+    settings.NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY = 100
+    threads = 6
+    barrier = threading.Barrier(threads)
+
+    def sign_up(n: int) -> Outcome:
+        try:
+            barrier.wait()
+            return subscriber_subscribe(email="ada@example.org", preferences=Preferences(), now=NOW)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(threads) as pool:
+        outcomes = list(pool.map(sign_up, range(threads)))
+
+    assert outcomes == [Outcome.CONFIRMATION_SENT] * threads
+    assert Subscriber.objects.filter(email="ada@example.org").count() == 1
+    assert len(mailoutbox) == threads
+
+
+def test_subscribe_active_address_sends_manage_link_and_keeps_preferences(send_emails, mailoutbox) -> None:
+    topic = TopicFactory()
+    subscriber = SubscriberFactory(email="ada@example.org", interests="mine", topics=[topic])
+    with send_emails():
+        outcome = subscribe("ada@example.org", interests="someone else's", topic_ids=())
+
+    assert outcome == Outcome.MANAGE_LINK_SENT
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.ACTIVE
+    assert subscriber.interests == "mine"
+    assert list(subscriber.topics.all()) == [topic]
+    assert Subscriber.objects.count() == 1
+    [message] = mailoutbox
+    assert message.subject == "You are already subscribed to Paper Digest"
+    token = link_token(message, "manage")
+    assert_email_contains(message, f"https://digest.example.org/manage/{token}/")
+    assert token_subscriber(token=token, purpose=Purpose.MANAGE) == subscriber
+
+
+def test_subscribe_unsubscribed_address_needs_a_new_confirmation(send_emails, mailoutbox) -> None:
+    subscriber = SubscriberFactory(email="ada@example.org", status=Subscriber.Status.UNSUBSCRIBED)
+    with send_emails():
+        outcome = subscribe("ada@example.org", interests="back again")
+
+    assert outcome == Outcome.CONFIRMATION_SENT
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.PENDING
+    assert subscriber.interests == "back again"
+    assert subscriber.next_send_at is None
+    token = link_token(mailoutbox[0], "confirm")
+    assert subscriber_confirm(subscriber=token_subscriber(token=token, purpose=Purpose.CONFIRM), now=NOW)
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.ACTIVE
+
+
+def test_subscribe_suppressed_address_sends_nothing_and_stores_nothing(send_emails, mailoutbox) -> None:
+    Suppression.objects.create(email="ada@example.org", reason=Suppression.Reason.COMPLAINT)
+    with send_emails():
+        outcome = subscribe("Ada@Example.org")
+
+    assert outcome == Outcome.SUPPRESSED
+    assert not Subscriber.objects.exists()
+    assert mailoutbox == []
+
+
+def test_email_to_an_address_suppressed_after_queueing_is_not_sent(mailoutbox) -> None:
+    subscriber = SubscriberFactory(status=Subscriber.Status.PENDING)
+    Suppression.objects.create(email=subscriber.email, reason=Suppression.Reason.HARD_BOUNCE)
+
+    for kind in EmailKind:
+        assert subscriber_email_send(subscriber_id=subscriber.pk, kind=kind) is False
+    assert mailoutbox == []
+
+
+def test_email_kind_must_match_the_state_at_send_time(mailoutbox) -> None:
+    """The state can change between queueing and sending: e.g. no confirmation once confirmed."""
+    active = SubscriberFactory()
+    assert subscriber_email_send(subscriber_id=active.pk, kind=EmailKind.CONFIRM) is False
+    pending = SubscriberFactory(status=Subscriber.Status.PENDING)
+    assert subscriber_email_send(subscriber_id=pending.pk, kind=EmailKind.MANAGE_LINK) is False
+    assert subscriber_email_send(subscriber_id=pending.pk + 1000, kind=EmailKind.CONFIRM) is False
+    assert mailoutbox == []
+
+
+def test_subscribe_rejects_an_invalid_address() -> None:
+    with pytest.raises(ValidationError):
+        subscribe("not an address")
+    assert not Subscriber.objects.exists()
+
+
+def test_at_most_n_emails_per_address_per_day(send_emails, mailoutbox, email_limit: int) -> None:
+    with send_emails():
+        outcomes = [subscribe(interests=f"try {n}") for n in range(email_limit + 2)]
+
+    assert outcomes == [Outcome.CONFIRMATION_SENT] * email_limit + [Outcome.RATE_LIMITED] * 2
+    assert len(mailoutbox) == email_limit
+    # A refused sign-up changes nothing either: flooding cannot rewrite a pending sign-up.
+    assert Subscriber.objects.get().interests == f"try {email_limit - 1}"
+
+    with time_machine.travel(NOW + timedelta(days=1), tick=False), send_emails():
+        assert subscribe(interests="next day") == Outcome.CONFIRMATION_SENT
+    assert len(mailoutbox) == email_limit + 1
+
+
+def test_email_limit_counts_every_kind_of_email(send_emails, mailoutbox, email_limit: int) -> None:
+    SubscriberFactory(email="ada@example.org")
+    with send_emails():
+        outcomes = [subscribe("ada@example.org"), subscriber_request_link(email="ada@example.org")]
+        outcomes += [subscribe("ada@example.org") for _ in range(email_limit)]
+
+    assert outcomes.count(Outcome.RATE_LIMITED) == 2
+    assert len(mailoutbox) == email_limit
+
+
+def test_email_limit_is_per_address(send_emails, mailoutbox, email_limit: int) -> None:
+    with send_emails():
+        for _ in range(email_limit + 1):
+            subscribe("ada@example.org")
+        assert subscribe("grace@example.org") == Outcome.CONFIRMATION_SENT
+    assert sum(m.to == ["grace@example.org"] for m in mailoutbox) == 1
+
+
+# --- subscriber_confirm ------------------------------------------------------------------------
+
+
+def test_confirm_activates_and_schedules_in_the_subscribers_time_zone() -> None:
+    subscribe(timezone="Europe/Berlin", send_hour=8)
+    subscriber = Subscriber.objects.get()
+
+    assert subscriber_confirm(subscriber=subscriber, now=NOW) is True
+
+    assert subscriber.status == Subscriber.Status.ACTIVE
+    assert subscriber.confirmed_at == NOW
+    assert subscriber.pending_since is None
+    # 08:00 in Berlin on Tuesday 3 March is 07:00 UTC (Monday's 08:00 has passed).
+    assert subscriber.next_send_at == datetime(2026, 3, 3, 7, 0, tzinfo=UTC)
+
+
+def test_confirm_twice_or_after_unsubscribing_changes_nothing() -> None:
+    active = SubscriberFactory(confirmed_at=NOW - timedelta(days=30))
+    gone = SubscriberFactory(status=Subscriber.Status.UNSUBSCRIBED)
+
+    assert subscriber_confirm(subscriber=active, now=NOW) is False
+    assert subscriber_confirm(subscriber=gone, now=NOW) is False
+    active.refresh_from_db()
+    gone.refresh_from_db()
+    assert active.confirmed_at == NOW - timedelta(days=30)
+    assert gone.status == Subscriber.Status.UNSUBSCRIBED
+
+
+def test_only_confirmed_subscribers_are_due_for_digests() -> None:
+    subscribe("pending@example.org")
+    subscribe("confirmed@example.org")
+    confirmed = Subscriber.objects.get(email="confirmed@example.org")
+    subscriber_confirm(subscriber=confirmed, now=NOW)
+
+    assert subscribers_due(now=NOW + timedelta(days=30)) == [confirmed.pk]
+
+
+# --- subscribers_expire_pending ----------------------------------------------------------------
+
+
+def test_unconfirmed_sign_ups_expire_after_the_confirmation_window(settings) -> None:
+    settings.NEWSLETTER_CONFIRM_MAX_AGE = timedelta(days=7)
+    subscribe("old@example.org")
+    subscriber_subscribe(email="recent@example.org", preferences=Preferences(), now=NOW + timedelta(days=5))
+    SubscriberFactory(email="active@example.org", pending_since=None)
+    SubscriberFactory(email="gone@example.org", status=Subscriber.Status.UNSUBSCRIBED)
+
+    assert subscribers_expire_pending(now=NOW + timedelta(days=7)) == 0
+    assert subscribers_expire_pending(now=NOW + timedelta(days=7, seconds=1)) == 1
+
+    remaining = set(Subscriber.objects.values_list("email", flat=True))
+    assert remaining == {"recent@example.org", "active@example.org", "gone@example.org"}
+
+
+def test_expiry_task_runs_the_service(settings) -> None:
+    from newsletter.tasks import expire_pending_subscribers
+
+    subscribe("old@example.org")
+    with time_machine.travel(NOW + settings.NEWSLETTER_CONFIRM_MAX_AGE + timedelta(hours=1), tick=False):
+        expire_pending_subscribers.delay()
+    assert not Subscriber.objects.exists()
+
+
+def test_a_new_confirmation_link_restarts_the_confirmation_window(send_emails, mailoutbox) -> None:
+    subscribe()
+    six_days_later = NOW + timedelta(days=6)
+    with time_machine.travel(six_days_later, tick=False), send_emails():
+        outcome = subscriber_request_link(email="ada@example.org", now=six_days_later)
+
+    assert outcome == Outcome.CONFIRMATION_SENT
+    assert subscribers_expire_pending(now=NOW + timedelta(days=8)) == 0
+    token = link_token(mailoutbox[0], "confirm")
+    with time_machine.travel(NOW + timedelta(days=8), tick=False):
+        assert token_subscriber(token=token, purpose=Purpose.CONFIRM) == Subscriber.objects.get()
+
+
+# --- subscriber_request_link -------------------------------------------------------------------
+
+
+def test_request_link_for_an_active_address_sends_a_manage_link(send_emails, mailoutbox) -> None:
+    subscriber = SubscriberFactory(email="ada@example.org")
+    with send_emails():
+        assert subscriber_request_link(email=" ADA@example.org") == Outcome.MANAGE_LINK_SENT
+
+    [message] = mailoutbox
+    assert message.subject == "Your link to manage Paper Digest"
+    token = link_token(message, "manage")
+    assert_email_contains(message, f"https://digest.example.org/manage/{token}/")
+    assert token_subscriber(token=token, purpose=Purpose.MANAGE) == subscriber
+
+
+def test_request_link_for_an_unsubscribed_address_sends_a_manage_link(send_emails, mailoutbox) -> None:
+    """Their data is still stored, so they must be able to reach the export and delete buttons."""
+    SubscriberFactory(email="ada@example.org", status=Subscriber.Status.UNSUBSCRIBED)
+    with send_emails():
+        assert subscriber_request_link(email="ada@example.org") == Outcome.MANAGE_LINK_SENT
+    assert link_token(mailoutbox[0], "manage")
+
+
+@pytest.mark.parametrize("email", ["nobody@example.org", "not an address", ""])
+def test_request_link_for_unknown_or_invalid_addresses_sends_nothing(email, send_emails, mailoutbox) -> None:
+    with send_emails():
+        assert subscriber_request_link(email=email) == Outcome.UNKNOWN_ADDRESS
+    assert mailoutbox == []
+
+
+def test_request_link_for_a_suppressed_address_sends_nothing(send_emails, mailoutbox) -> None:
+    SubscriberFactory(email="ada@example.org")
+    Suppression.objects.create(email="ada@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+    with send_emails():
+        assert subscriber_request_link(email="ada@example.org") == Outcome.SUPPRESSED
+    assert mailoutbox == []
+
+
+# --- subscriber_update_preferences -------------------------------------------------------------
+
+
+def test_update_preferences_changes_every_field_and_reschedules() -> None:
+    old, new = TopicFactory(slug="old"), TopicFactory(slug="new")
+    subscriber = SubscriberFactory(topics=[old], next_send_at=NOW + timedelta(hours=1))
+    preferences = Preferences(
+        topic_ids=(new.pk,),
+        interests="graph neural networks",
+        excluded_keywords="blockchain",
+        frequency=Subscriber.Frequency.WEEKLY,
+        weekday=Subscriber.Weekday.FRIDAY,
+        send_hour=7,
+        timezone="Europe/Berlin",
+        papers_per_digest=3,
+        email_format=Subscriber.Format.TEXT,
+        notify_empty=True,
+    )
+
+    subscriber_update_preferences(subscriber=subscriber, preferences=preferences, now=NOW)
+
+    subscriber.refresh_from_db()
+    assert list(subscriber.topics.values_list("slug", flat=True)) == ["new"]
+    assert subscriber_export(subscriber=subscriber)["preferences"] == {
+        "topics": ["new"],
+        "interests": "graph neural networks",
+        "excluded_keywords": "blockchain",
+        "frequency": "weekly",
+        "weekday": 4,
+        "send_hour": 7,
+        "timezone": "Europe/Berlin",
+        "papers_per_digest": 3,
+        "email_format": "text",
+        "notify_empty": True,
+    }
+    # Friday 6 March, 07:00 in Berlin.
+    assert subscriber.next_send_at == datetime(2026, 3, 6, 6, 0, tzinfo=UTC)
+
+
+def test_pausing_clears_the_schedule() -> None:
+    subscriber = SubscriberFactory(next_send_at=NOW + timedelta(hours=1))
+    subscriber_update_preferences(
+        subscriber=subscriber, preferences=Preferences(frequency=Subscriber.Frequency.OFF), now=NOW
+    )
+    subscriber.refresh_from_db()
+    assert subscriber.next_send_at is None
+    assert subscribers_due(now=NOW + timedelta(days=30)) == []
+
+
+def test_updating_an_unsubscribed_subscriber_does_not_schedule_digests() -> None:
+    subscriber = SubscriberFactory(status=Subscriber.Status.UNSUBSCRIBED, next_send_at=None)
+    subscriber_update_preferences(subscriber=subscriber, preferences=Preferences(interests="x"), now=NOW)
+    subscriber.refresh_from_db()
+    assert (subscriber.status, subscriber.interests, subscriber.next_send_at) == ("unsubscribed", "x", None)
+
+
+# --- subscriber_unsubscribe --------------------------------------------------------------------
+
+
+def test_unsubscribe_stops_digests_and_is_idempotent() -> None:
+    subscriber = SubscriberFactory(next_send_at=NOW)
+
+    assert subscriber_unsubscribe(subscriber=subscriber, now=NOW) is True
+    assert subscriber.status == Subscriber.Status.UNSUBSCRIBED
+    assert subscriber.unsubscribed_at == NOW
+    assert subscriber.next_send_at is None
+    assert subscribers_due(now=NOW + timedelta(days=30)) == []
+
+    assert subscriber_unsubscribe(subscriber=subscriber, now=NOW + timedelta(days=1)) is False
+    subscriber.refresh_from_db()
+    assert subscriber.unsubscribed_at == NOW
+
+
+# --- data rights -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def subscriber_with_history() -> Subscriber:
+    topic = TopicFactory(slug="nlp")
+    subscriber = SubscriberFactory(email="ada@example.org", interests="parsing", topics=[topic])
+    delivery = DeliveryFactory(subscriber=subscriber, period="2026-03-01", status=Delivery.Status.SENT)
+    paper = PaperFactory(title="Parsing with transformers", url="https://arxiv.org/abs/2603.00001")
+    DeliveryItem.objects.create(
+        delivery=delivery, subscriber=subscriber, paper=paper, position=0, score=0.9, reasons=["nlp"]
+    )
+    EmailEvent.objects.create(event_id="esp:1", event_type="delivered", email="ada@example.org")
+    EmailEvent.objects.create(event_id="esp:2", event_type="delivered", email="grace@example.org")
+    return subscriber
+
+
+def test_export_contains_everything_stored(subscriber_with_history: Subscriber) -> None:
+    data = subscriber_export(subscriber=subscriber_with_history)
+
+    assert json.loads(json.dumps(data)) == data  # plain JSON types only
+    assert data["email"] == "ada@example.org"
+    assert data["status"] == "active"
+    assert data["preferences"]["topics"] == ["nlp"]
+    assert data["preferences"]["interests"] == "parsing"
+    [delivery] = data["deliveries"]
+    assert delivery["period"] == "2026-03-01"
+    assert delivery["status"] == "sent"
+    assert delivery["papers"] == [
+        {"title": "Parsing with transformers", "url": "https://arxiv.org/abs/2603.00001", "reasons": ["nlp"]}
+    ]
+    assert [e["event_type"] for e in data["email_events"]] == ["delivered"]
+    assert data["suppression"] is None
+    assert subscriber_with_history.token_key not in json.dumps(data)
+
+
+def test_delete_erases_the_subscriber_and_everything_linked(subscriber_with_history: Subscriber) -> None:
+    other = SubscriberFactory()
+    DeliveryFactory(subscriber=other)
+    Suppression.objects.create(email="ada@example.org", reason=Suppression.Reason.MANUAL)
+
+    subscriber_delete(subscriber=subscriber_with_history)
+
+    assert not Subscriber.objects.filter(email="ada@example.org").exists()
+    assert list(Delivery.objects.values_list("subscriber", flat=True)) == [other.pk]
+    assert not DeliveryItem.objects.exists()
+    assert list(EmailEvent.objects.values_list("email", flat=True)) == ["grace@example.org"]
+    # The papers are not personal data; the suppression is what keeps the address from being mailed.
+    assert Paper.objects.filter(title="Parsing with transformers").exists()
+    assert Suppression.objects.filter(email="ada@example.org").exists()
+
+
+def test_export_includes_the_suppression_of_the_address() -> None:
+    subscriber = SubscriberFactory(email="ada@example.org", status=Subscriber.Status.UNSUBSCRIBED)
+    Suppression.objects.create(
+        email="ada@example.org", reason=Suppression.Reason.HARD_BOUNCE, detail="550 5.1.1 no such user"
+    )
+
+    suppression = subscriber_export(subscriber=subscriber)["suppression"]
+
+    assert (suppression["reason"], suppression["detail"]) == ("hard_bounce", "550 5.1.1 no such user")

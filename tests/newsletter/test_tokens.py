@@ -1,0 +1,126 @@
+"""Signed links: unguessable, one purpose each, revocable, confirmation links expire."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+
+from newsletter.models import new_token_key
+from newsletter.services.tokens import Purpose, link, token_delivery, token_make, token_subscriber
+from tests.factories import DeliveryFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _frozen_clock():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+@pytest.mark.parametrize("purpose", [Purpose.CONFIRM, Purpose.MANAGE, Purpose.UNSUBSCRIBE])
+def test_token_names_its_subscriber(purpose: Purpose) -> None:
+    subscriber, other = SubscriberFactory(), SubscriberFactory()
+    token = token_make(subscriber=subscriber, purpose=purpose)
+
+    assert token_subscriber(token=token, purpose=purpose) == subscriber
+    assert token != token_make(subscriber=other, purpose=purpose)
+
+
+@pytest.mark.parametrize("made_for", list(Purpose))
+def test_token_is_only_valid_for_its_purpose(made_for: Purpose) -> None:
+    subscriber = SubscriberFactory()
+    token = token_make(subscriber=subscriber, purpose=made_for)
+
+    for purpose in [Purpose.CONFIRM, Purpose.MANAGE, Purpose.UNSUBSCRIBE]:
+        if purpose is not made_for:
+            assert token_subscriber(token=token, purpose=purpose) is None
+
+
+def test_tampered_or_forged_tokens_are_rejected(settings) -> None:
+    subscriber = SubscriberFactory()
+    other = SubscriberFactory()
+    token = token_make(subscriber=subscriber, purpose=Purpose.MANAGE)
+    payload, timestamp, signature = token.split(":")
+    other_payload = token_make(subscriber=other, purpose=Purpose.MANAGE).split(":")[0]
+
+    for bad in [
+        "",
+        "garbage",
+        f"{other_payload}:{timestamp}:{signature}",  # someone else's id under this signature
+        f"{payload}:{timestamp}:{signature[:-1]}A",
+        token + "x",
+        token * 5,  # overlong
+    ]:
+        assert token_subscriber(token=bad, purpose=Purpose.MANAGE) is None, bad
+
+    settings.SECRET_KEY = "another-secret-key-" + "x" * 40
+    assert token_subscriber(token=token, purpose=Purpose.MANAGE) is None
+
+
+def test_rotating_the_token_key_revokes_every_link() -> None:
+    subscriber = SubscriberFactory()
+    delivery = DeliveryFactory(subscriber=subscriber)
+    tokens = {purpose: token_make(subscriber=subscriber, purpose=purpose) for purpose in Purpose}
+    digest_token = token_make(subscriber=subscriber, purpose=Purpose.DIGEST, object_id=delivery.pk)
+    assert token_delivery(token=digest_token) == delivery
+
+    subscriber.token_key = new_token_key()
+    subscriber.save()
+
+    for purpose in [Purpose.CONFIRM, Purpose.MANAGE, Purpose.UNSUBSCRIBE]:
+        assert token_subscriber(token=tokens[purpose], purpose=purpose) is None
+    assert token_delivery(token=digest_token) is None
+    assert (
+        token_subscriber(
+            token=token_make(subscriber=subscriber, purpose=Purpose.MANAGE), purpose=Purpose.MANAGE
+        )
+        == subscriber
+    )
+
+
+def test_token_of_a_deleted_subscriber_is_rejected() -> None:
+    subscriber = SubscriberFactory()
+    token = token_make(subscriber=subscriber, purpose=Purpose.MANAGE)
+    subscriber.delete()
+    assert token_subscriber(token=token, purpose=Purpose.MANAGE) is None
+
+
+def test_confirmation_links_expire_other_links_do_not(settings) -> None:
+    settings.NEWSLETTER_CONFIRM_MAX_AGE = timedelta(days=7)
+    subscriber = SubscriberFactory()
+    confirm = token_make(subscriber=subscriber, purpose=Purpose.CONFIRM)
+    manage = token_make(subscriber=subscriber, purpose=Purpose.MANAGE)
+    unsubscribe = token_make(subscriber=subscriber, purpose=Purpose.UNSUBSCRIBE)
+
+    with time_machine.travel(NOW + timedelta(days=7), tick=False):
+        assert token_subscriber(token=confirm, purpose=Purpose.CONFIRM) == subscriber
+    with time_machine.travel(NOW + timedelta(days=7, seconds=1), tick=False):
+        assert token_subscriber(token=confirm, purpose=Purpose.CONFIRM) is None
+    with time_machine.travel(NOW + timedelta(days=3 * 365), tick=False):
+        assert token_subscriber(token=manage, purpose=Purpose.MANAGE) == subscriber
+        assert token_subscriber(token=unsubscribe, purpose=Purpose.UNSUBSCRIBE) == subscriber
+
+
+def test_digest_token_names_the_delivery_of_its_subscriber() -> None:
+    delivery = DeliveryFactory()
+    token = token_make(subscriber=delivery.subscriber, purpose=Purpose.DIGEST, object_id=delivery.pk)
+
+    assert token_delivery(token=token) == delivery
+    # A digest token is not a manage token of the subscriber whose id happens to equal the delivery's.
+    assert token_subscriber(token=token, purpose=Purpose.MANAGE) is None
+
+
+def test_links_are_absolute_urls_on_the_site(settings) -> None:
+    settings.SITE_URL = "https://papers.example.com"
+    subscriber = SubscriberFactory()
+
+    url = link(subscriber=subscriber, purpose=Purpose.UNSUBSCRIBE)
+
+    prefix = "https://papers.example.com/unsubscribe/"
+    assert url.startswith(prefix) and url.endswith("/")
+    assert token_subscriber(token=url[len(prefix) : -1], purpose=Purpose.UNSUBSCRIBE) == subscriber
