@@ -30,6 +30,17 @@ def sample_files() -> list[Path]:
     return sorted(SAMPLE_DATA.glob("*.txt"))
 
 
+@pytest.fixture
+def sample_papers(sample_files: list[Path]) -> list:
+    """The shipped sample papers, ingested (and topic-tagged) through the production path."""
+    from papers.models import Paper
+    from papers.services.ingest import papers_ingest_path
+
+    for path in sample_files:
+        papers_ingest_path(path=path)
+    return list(Paper.objects.order_by("pk"))
+
+
 @dataclass
 class Route:
     status: int = 200

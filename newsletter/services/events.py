@@ -17,10 +17,12 @@ import re
 from datetime import timedelta
 
 from anymail.signals import AnymailTrackingEvent, EventType
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from newsletter.models import Delivery, EmailEvent, Subscriber, Suppression
+from newsletter.services.subscription import email_normalize
 from newsletter.services.suppression import address_suppress
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,15 @@ def bounce_kind(event: AnymailTrackingEvent) -> str:
     return "hard"
 
 
+def _recipient(raw: str) -> str:
+    # The same spelling the subscriber rows use (IDN domains in ASCII form), so an event for
+    # "Ann@Bücher.example" suppresses the row stored as "ann@xn--bcher-kva.example".
+    try:
+        return email_normalize(raw)
+    except ValidationError:
+        return raw.strip().lower()[:254]
+
+
 def event_store(*, event: AnymailTrackingEvent, esp_name: str) -> EmailEvent | None:
     """Record one webhook event; None for event types we ignore or an event already recorded."""
     if event.event_type not in HANDLED or not event.recipient:
@@ -71,7 +82,7 @@ def event_store(*, event: AnymailTrackingEvent, esp_name: str) -> EmailEvent | N
             return EmailEvent.objects.create(
                 event_id=_event_id(event, esp_name),
                 event_type=event.event_type,
-                email=event.recipient.strip().lower()[:254],
+                email=_recipient(event.recipient),
                 message_id=(event.message_id or "")[:255],
                 esp_name=esp_name[:32],
                 timestamp=event.timestamp,

@@ -39,12 +39,6 @@ def due_subscribers(count: int) -> list[str]:
     return [s.email for s in subscribers]
 
 
-@pytest.fixture
-def sample_papers(sample_files) -> None:
-    for path in sample_files:
-        papers_ingest_path(path=path)
-
-
 def statuses() -> dict[str, int]:
     counts: dict[str, int] = {}
     for status in Delivery.objects.values_list("status", flat=True):

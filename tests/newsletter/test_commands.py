@@ -14,16 +14,9 @@ from django.utils import timezone
 from newsletter.models import Delivery
 from newsletter.services.digest import digest_preview
 from papers.models import Paper, Topic
-from papers.services.ingest import papers_ingest_path
 from tests.factories import PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sample_papers(sample_files) -> None:
-    for path in sample_files:
-        papers_ingest_path(path=path)
 
 
 def run(*args: str) -> str:

@@ -88,6 +88,17 @@ def test_a_retried_webhook_is_processed_once(webhook) -> None:
     assert Suppression.objects.count() == 1
 
 
+def test_an_event_for_another_spelling_of_the_address_suppresses_the_stored_one(webhook) -> None:
+    # Subscriber rows hold normalized addresses (lowercase, IDN domain in ASCII form); ESPs report
+    # the address as it was written.
+    subscriber = SubscriberFactory(email="ann@xn--bcher-kva.example")
+    DeliveryFactory(subscriber=subscriber, status="sent", sent_at="2026-11-05T08:00:00Z")
+    assert webhook("postmark", postmark_bounce(" Ann@Bücher.example ")).status_code == 200
+    assert Suppression.objects.get().email == "ann@xn--bcher-kva.example"
+    assert EmailEvent.objects.get().email == "ann@xn--bcher-kva.example"
+    assert subscriber.deliveries.get().bounced is True
+
+
 def test_soft_bounces_suppress_only_when_repeated(webhook) -> None:
     SubscriberFactory(email="full@example.org")
     for event_id in (1, 2):

@@ -14,18 +14,10 @@ from newsletter.services.delivery import deliveries_send, digests_dispatch
 from newsletter.services.digest import topic_names
 from newsletter.services.ranking import CandidatePool, PhraseHits, Pick, Profile, rank
 from papers.models import Paper, Topic
-from papers.services.ingest import papers_ingest_path
 from papers.services.text import content_tokens, phrase_columns
 from tests.factories import PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def sample_papers(sample_files) -> list[Paper]:
-    for path in sample_files:
-        papers_ingest_path(path=path)
-    return list(Paper.objects.all())
 
 
 def pool_now(*, since: datetime | None = None) -> CandidatePool:

@@ -225,7 +225,9 @@ def test_post_without_csrf_token_is_refused_on_every_form(client: Client) -> Non
     ]
 
     for path, data in posts:
-        assert client.post(path, data).status_code == 403, path
+        response = client.post(path, data)
+        assert response.status_code == 403, path
+        assert b"This form has expired" in response.content  # our page, not Django's debug page
 
     assert Subscriber.objects.filter(email="ada@example.org").exists() is False
     subscriber.refresh_from_db()
