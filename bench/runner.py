@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -166,6 +167,7 @@ def celery_phase(*, name: str, workers: int, subscribers: int, papers: int, smtp
     records = [
         json.loads(line) for path in Path(stats_dir).glob("*.jsonl") for line in path.read_text().splitlines()
     ]
+    shutil.rmtree(stats_dir, ignore_errors=True)
     chunks = [r for r in records if r["task"] == "newsletter.tasks.send_digest_chunk" and r["size"]]
     per_digest_ms = [1000 * r["seconds"] / r["size"] for r in chunks]
     sent = Delivery.objects.filter(status=Delivery.Status.SENT).count()

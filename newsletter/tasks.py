@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
-from newsletter.services.delivery import deliveries_send, deliveries_sweep, digests_dispatch
+from newsletter.services.delivery import deliveries_send, deliveries_sweep, digests_dispatch_iter
 from newsletter.services.events import event_process
 from newsletter.services.subscription import EmailKind, subscriber_email_send, subscribers_expire_pending
 
@@ -25,7 +25,7 @@ class DeliveriesDeferred(Exception):
 @shared_task
 def dispatch_digests() -> None:
     """Beat entry point: create due deliveries, then queue one task per chunk (not per email)."""
-    for chunk in digests_dispatch():
+    for chunk in digests_dispatch_iter():
         send_digest_chunk.delay(chunk)
     for chunk in deliveries_sweep():
         send_digest_chunk.delay(chunk)

@@ -54,15 +54,25 @@ def batched(values: Iterable[int], size: int) -> Iterator[list[int]]:
 # --- dispatch --------------------------------------------------------------------------------
 
 
-def digests_dispatch(*, now: datetime | None = None, chunk_size: int | None = None) -> list[list[int]]:
+def digests_dispatch_iter(
+    *, now: datetime | None = None, chunk_size: int | None = None
+) -> Iterator[list[int]]:
     """Create this period's Delivery for every due subscriber and move their schedule forward.
 
-    Returns the new pending delivery ids in chunks, for the caller to queue (one task per chunk).
+    Yields the new pending delivery ids chunk by chunk, each right after its transaction commits,
+    so the caller can queue it (one task per chunk) while the next chunk is being created: with a
+    large list, workers start sending at once instead of after the whole dispatch.
     """
     now = now or timezone.now()
     chunk_size = chunk_size or settings.NEWSLETTER_CHUNK_SIZE
-    chunks = [_dispatch_chunk(ids, now) for ids in batched(subscribers_due(now=now), chunk_size)]
-    return [chunk for chunk in chunks if chunk]
+    for ids in batched(subscribers_due(now=now), chunk_size):
+        if chunk := _dispatch_chunk(ids, now):
+            yield chunk
+
+
+def digests_dispatch(*, now: datetime | None = None, chunk_size: int | None = None) -> list[list[int]]:
+    """digests_dispatch_iter, all at once."""
+    return list(digests_dispatch_iter(now=now, chunk_size=chunk_size))
 
 
 # A late digest (the service was down at the due time) is not followed by the regular one within this.

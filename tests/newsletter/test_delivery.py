@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from newsletter.models import Delivery, DeliveryItem, Subscriber, Suppression
 from newsletter.selectors import subscribers_due
-from newsletter.services.delivery import deliveries_claim, deliveries_send, deliveries_sweep, digests_dispatch
+from newsletter.services.delivery import (
+    deliveries_claim,
+    deliveries_send,
+    deliveries_sweep,
+    digests_dispatch,
+    digests_dispatch_iter,
+)
 from newsletter.services.schedule import next_send_time, period_key
 from newsletter.tasks import RETRY_BACKOFF_MAX, DeliveriesDeferred, dispatch_digests, send_digest_chunk
 from papers.models import Paper
@@ -112,6 +118,20 @@ def test_dispatch_creates_one_pending_delivery_per_due_subscriber_in_chunks() ->
     assert not Delivery.objects.filter(subscriber=not_due).exists()
     # Nothing is due any more.
     assert digests_dispatch(now=now) == []
+
+
+def test_dispatch_hands_over_each_chunk_before_creating_the_next() -> None:
+    # Workers can start on the first chunk of a large list while the rest is being dispatched.
+    now = timezone.now()
+    for _ in range(5):
+        due()
+    chunks = digests_dispatch_iter(now=now, chunk_size=2)
+
+    first = next(chunks)
+    assert Delivery.objects.count() == 2
+    assert set(Delivery.objects.values_list("id", flat=True)) == set(first)
+    assert [len(c) for c in chunks] == [2, 1]
+    assert Delivery.objects.count() == 5
 
 
 def test_a_subscriber_missed_for_days_gets_one_digest() -> None:
