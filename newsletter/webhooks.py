@@ -6,7 +6,8 @@ import functools
 import logging
 
 from anymail import urls as anymail_urls
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.urls import URLPattern, path, re_path
 from django.urls.resolvers import RegexPattern
 
@@ -16,9 +17,26 @@ logger = logging.getLogger(__name__)
 MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError)
 
 
+def _needs_secret(view) -> bool:
+    # Webhooks that rely on basic auth alone (most ESPs) accept anything when no secret is set;
+    # anymail only warns. Anyone could then post fake bounces and complaints and unsubscribe any
+    # address, so without a secret those webhooks refuse everything. (ESPs that sign their payloads,
+    # e.g. Mailgun or Postal, set warn_if_no_basic_auth = False and check their own signature.)
+    view_class = getattr(view, "view_class", None)
+    return bool(getattr(view_class, "warn_if_no_basic_auth", False))
+
+
 def guard(view):
+    needs_secret = _needs_secret(view)
+
     @functools.wraps(view)  # keeps csrf_exempt and anymail's own attributes
     def guarded(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if needs_secret and not settings.ANYMAIL.get("WEBHOOK_SECRET"):
+            logger.warning("ESP webhook on %s refused: ANYMAIL_WEBHOOK_SECRET is not set", request.path)
+            return HttpResponseForbidden(
+                "Webhooks are disabled until ANYMAIL_WEBHOOK_SECRET is configured.\n",
+                content_type="text/plain",
+            )
         try:
             return view(request, *args, **kwargs)
         except MALFORMED as exc:

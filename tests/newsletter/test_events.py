@@ -152,6 +152,23 @@ def test_sendgrid_batch_of_events(webhook) -> None:
     assert not EmailEvent.objects.filter(email="c@example.org").exists()
 
 
+@pytest.mark.parametrize("esp", ["postmark", "sendgrid"])
+def test_webhooks_refuse_everything_while_no_secret_is_configured(webhook, settings, esp: str) -> None:
+    # anymail alone would accept unauthenticated events (it only warns): anyone could unsubscribe anyone.
+    settings.ANYMAIL = {"WEBHOOK_SECRET": ""}
+    SubscriberFactory(email="gone@example.org")
+    payload = (
+        postmark_bounce("gone@example.org")
+        if esp == "postmark"
+        else [{"email": "gone@example.org", "timestamp": 1763800000, "event": "bounce", "sg_event_id": "e1"}]
+    )
+    response = webhook(esp, payload, auth=None)
+    assert response.status_code == 403
+    assert b"ANYMAIL_WEBHOOK_SECRET" in response.content
+    assert not Suppression.objects.exists()
+    assert not EmailEvent.objects.exists()
+
+
 def test_webhook_without_credentials_is_refused_and_changes_nothing(webhook) -> None:
     SubscriberFactory(email="gone@example.org")
     response = webhook("postmark", postmark_bounce("gone@example.org"), auth=None)
