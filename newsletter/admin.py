@@ -6,6 +6,7 @@ from newsletter.models import Delivery, DeliveryItem, EmailEvent, Subscriber, Su
 from newsletter.services.operator import (
     deliveries_resend,
     digest_test_send,
+    subscribers_links_revoke,
     subscribers_suppress,
     subscribers_unsuppress,
 )
@@ -25,7 +26,13 @@ class SubscriberAdmin(admin.ModelAdmin):
         "pending_since",
         "unsubscribed_at",
     ]
-    actions = ["send_test_digest_to_me", "send_test_digest_to_subscriber", "suppress", "unsuppress"]
+    actions = [
+        "send_test_digest_to_me",
+        "send_test_digest_to_subscriber",
+        "suppress",
+        "unsuppress",
+        "revoke_links",
+    ]
 
     @admin.action(description="Send a test digest of the selected subscribers to my address")
     def send_test_digest_to_me(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -55,6 +62,11 @@ class SubscriberAdmin(admin.ModelAdmin):
     def unsuppress(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = subscribers_unsuppress(subscriber_ids=list(queryset.values_list("id", flat=True)))
         self.message_user(request, f"Unsuppressed {count} address(es).")
+
+    @admin.action(description="Revoke every link emailed to the selected subscribers")
+    def revoke_links(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = subscribers_links_revoke(subscriber_ids=list(queryset.values_list("id", flat=True)))
+        self.message_user(request, f"Revoked the links of {count} subscriber(s).")
 
 
 class DeliveryItemInline(admin.TabularInline):

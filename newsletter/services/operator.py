@@ -8,7 +8,7 @@ from django.core.mail import get_connection
 from django.db import transaction
 from django.utils import timezone
 
-from newsletter.models import Delivery, Subscriber, Suppression
+from newsletter.models import Delivery, Subscriber, Suppression, new_token_key
 from newsletter.services.digest import DigestItems, digest_preview, digest_values, topic_names
 from newsletter.services.digest_render import digest_render
 from newsletter.services.emails import build_email
@@ -40,6 +40,16 @@ def subscribers_unsuppress(*, subscriber_ids: Sequence[int]) -> int:
     return sum(address_unsuppress(email=e) for e in emails)
 
 
+def subscribers_links_revoke(*, subscriber_ids: Sequence[int]) -> int:
+    """Invalidate every link ever emailed to these subscribers (a forwarded digest, a leaked
+    mailbox). Each token carries a fingerprint of token_key, so a new key revokes them all; the
+    subscriber gets working links again with the next email or from "send me a new link"."""
+    updated = 0
+    for subscriber_id in subscriber_ids:  # one new random key each, never a shared one
+        updated += Subscriber.objects.filter(pk=subscriber_id).update(token_key=new_token_key())
+    return updated
+
+
 def digest_test_send(*, subscriber: Subscriber, to: str) -> int:
     """Send what the subscriber would get now to `to`, marked as a test. Nothing is recorded as
     sent, so the subscriber's real next digest is unaffected. Returns the number of papers."""
@@ -47,6 +57,8 @@ def digest_test_send(*, subscriber: Subscriber, to: str) -> int:
     picks = digest_preview(subscriber=subscriber, now=now)
     preview = Delivery(pk=0, subscriber=subscriber, scheduled_for=now)
     values = digest_values(delivery=preview, subscriber=subscriber, count=len(picks))
+    # No delivery, so no web copy: "view in browser" opens the manage page and its live preview.
+    values["web_url"] = values["manage_url"]
     names = topic_names()
     rendered = digest_render(
         items=DigestItems(names).items(picks),

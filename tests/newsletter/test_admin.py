@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 
 from newsletter.models import Delivery, Subscriber, Suppression
+from newsletter.services.tokens import Purpose, link, token_delivery, token_make, token_subscriber
 from papers.services.ingest import papers_ingest_path
 from tests.factories import DeliveryFactory, SubscriberFactory
 
@@ -72,3 +74,25 @@ def test_send_test_digest_to_me_records_nothing(staff_client: Client, sample_fil
     assert mailoutbox[0].subject.startswith("[Test] ")
     assert not Delivery.objects.exists()
     assert Subscriber.objects.get(pk=subscriber.pk).last_digest_at is None
+    # "View in browser" must lead somewhere that works: there is no delivery to show.
+    manage = link(subscriber=subscriber, purpose=Purpose.MANAGE)
+    assert "/digests/" not in mailoutbox[0].body
+    assert manage in mailoutbox[0].body
+    assert staff_client.get(manage.removeprefix(settings.SITE_URL)).status_code == 200
+
+
+def test_revoke_links_invalidates_every_emailed_link(staff_client: Client) -> None:
+    subscriber, other = SubscriberFactory(), SubscriberFactory()
+    delivery = DeliveryFactory(subscriber=subscriber)
+    old = {purpose: token_make(subscriber=subscriber, purpose=purpose) for purpose in Purpose}
+    old_digest = token_make(subscriber=subscriber, purpose=Purpose.DIGEST, object_id=delivery.pk)
+    kept = token_make(subscriber=other, purpose=Purpose.MANAGE)
+
+    run_action(staff_client, "subscriber", "revoke_links", [subscriber.pk])
+
+    for purpose in (Purpose.CONFIRM, Purpose.MANAGE, Purpose.UNSUBSCRIBE):
+        assert token_subscriber(token=old[purpose], purpose=purpose) is None
+    assert token_delivery(token=old_digest) is None
+    assert token_subscriber(token=kept, purpose=Purpose.MANAGE) == other
+    fresh = token_make(subscriber=Subscriber.objects.get(pk=subscriber.pk), purpose=Purpose.MANAGE)
+    assert token_subscriber(token=fresh, purpose=Purpose.MANAGE) == subscriber
