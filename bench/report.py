@@ -34,6 +34,21 @@ def report_table(report: Report) -> str:
             f"{p.name:<9}{p.subscribers:>12,}{p.papers:>8,}{p.workers:>8}{p.per_second:>11,.1f}{p.p50_ms:>9.2f}"
             f"{p.p95_ms:>9.2f}{p.peak_rss_mb:>13.1f}{queries:>15}{p.emails:>9,}"
         )
+    lines += [
+        "",
+        "CPU milliseconds per digest, by part of the system (all share the same cores)",
+        f"{'phase':<9}{'subscribers':>12}{'workers':>8}{'worker code':>13}{'postgres':>10}{'redis':>8}"
+        f"{'smtp sink':>11}{'total':>8}{'cores busy':>12}",
+    ]
+    for p in report.phases:
+        if not p.cpu_ms:
+            continue
+        cpu = p.cpu_ms
+        busy = cpu["total"] * p.per_second / 1000
+        lines.append(
+            f"{p.name:<9}{p.subscribers:>12,}{p.workers:>8}{cpu['workers']:>13.2f}{cpu['postgres']:>10.2f}"
+            f"{cpu['redis']:>8.2f}{cpu['smtp_sink']:>11.2f}{cpu['total']:>8.2f}{busy:>12.2f}"
+        )
     lines.append("")
     for data in report.data:
         lines.append(

@@ -7,6 +7,7 @@ finished. The workers' own instrumentation (bench/apps.py) reports per-chunk tim
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -30,6 +31,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from bench.cpu import ServerCpu, thread_cpu
 from bench.data import bench_data_create, deliveries_reset
 from bench.naive import naive_run
 from config.celery import app
@@ -55,6 +57,8 @@ class Phase:
     queries_per_chunk: float | None = None
     chunk_size: int | None = None
     chunks: int | None = None
+    # CPU milliseconds per digest, by part of the system: workers, postgres, redis, smtp_sink, total.
+    cpu_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,10 +104,20 @@ class SMTPSink:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.tid = 0
 
     def __enter__(self) -> SMTPSink:
         self.controller.start()
+
+        async def native_id() -> int:
+            return threading.get_native_id()
+
+        # The sink's event loop thread, whose CPU time is the sink's cost.
+        self.tid = asyncio.run_coroutine_threadsafe(native_id(), self.controller.loop).result(timeout=10)
         return self
+
+    def cpu(self) -> float:
+        return thread_cpu(self.tid) if self.tid else 0.0
 
     def __exit__(self, *exc) -> None:
         self.controller.stop()
@@ -124,7 +138,13 @@ def _wait_for_workers(expected: int, deadline: float) -> None:
     raise RuntimeError("benchmark worker did not start")
 
 
-def celery_phase(*, name: str, workers: int, subscribers: int, papers: int, smtp_port: int | None) -> Phase:
+def _cpu_ms(*, count: int, workers: float, servers: ServerCpu, sink: float) -> dict[str, float]:
+    parts = {"workers": workers, "postgres": servers.postgres, "redis": servers.redis, "smtp_sink": sink}
+    parts["total"] = sum(parts.values())
+    return {name: round(1000 * seconds / max(count, 1), 2) for name, seconds in parts.items()}
+
+
+def celery_phase(*, name: str, workers: int, subscribers: int, papers: int, smtp: SMTPSink | None) -> Phase:
     """One timed run of the production pipeline through `workers` Celery processes."""
     now = timezone.now()
     deliveries_reset(now=now)
@@ -136,9 +156,9 @@ def celery_phase(*, name: str, workers: int, subscribers: int, papers: int, smtp
         "BENCH_STATS_DIR": stats_dir,
         "PYTHONPATH": str(REPO),
     }
-    if smtp_port:
+    if smtp:
         env["EMAIL_BACKEND"] = "django.core.mail.backends.smtp.EmailBackend"
-        env["EMAIL_URL"] = f"smtp://127.0.0.1:{smtp_port}"
+        env["EMAIL_URL"] = f"smtp://127.0.0.1:{smtp.port}"
     else:
         env["EMAIL_BACKEND"] = "bench.backends.SerializeOnlyBackend"
     command = [
@@ -149,6 +169,7 @@ def celery_phase(*, name: str, workers: int, subscribers: int, papers: int, smtp
     worker = subprocess.Popen(command, cwd=REPO, env=env)
     try:
         _wait_for_workers(1, time.monotonic() + 60)
+        servers_before, sink_before = ServerCpu.now(), smtp.cpu() if smtp else 0.0
         started = time.perf_counter()
         dispatch_digests.delay()
         finished_states = [Delivery.Status.SENT, Delivery.Status.SKIPPED, Delivery.Status.FAILED]
@@ -161,6 +182,8 @@ def celery_phase(*, name: str, workers: int, subscribers: int, papers: int, smtp
         else:
             raise RuntimeError(f"{name}: only {done} of {subscribers} deliveries finished")
         elapsed = time.perf_counter() - started
+        servers = ServerCpu.now() - servers_before
+        sink_cpu = (smtp.cpu() - sink_before) if smtp else 0.0
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=120)
@@ -186,18 +209,34 @@ def celery_phase(*, name: str, workers: int, subscribers: int, papers: int, smtp
         queries_per_chunk=round(statistics.mean(r["queries"] for r in chunks), 1) if chunks else None,
         chunk_size=settings.NEWSLETTER_CHUNK_SIZE,
         chunks=len(chunks),
+        cpu_ms=_cpu_ms(
+            count=subscribers,
+            workers=sum(r.get("cpu_seconds", 0.0) for r in records),
+            servers=servers,
+            sink=sink_cpu,
+        ),
     )
 
 
-def naive_phase(*, subscribers: int, papers: int, sample: int, smtp_port: int) -> Phase:
+def _process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def naive_phase(*, subscribers: int, papers: int, sample: int, smtp: SMTPSink) -> Phase:
     now = timezone.now()
     deliveries_reset(now=now)
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_port
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
     ids = list(Subscriber.objects.order_by("id").values_list("id", flat=True)[:sample])
+    servers_before, sink_before, process_before = ServerCpu.now(), smtp.cpu(), _process_cpu()
     started = time.perf_counter()
     latencies = naive_run(subscriber_ids=ids, now=now)
     elapsed = time.perf_counter() - started
+    sink_cpu = smtp.cpu() - sink_before
+    # The baseline runs in this process, beside the sink's thread.
+    naive_cpu = _process_cpu() - process_before - sink_cpu
+    servers = ServerCpu.now() - servers_before
     ms = [1000 * x for x in latencies]
     return Phase(
         name="naive",
@@ -211,6 +250,7 @@ def naive_phase(*, subscribers: int, papers: int, sample: int, smtp_port: int) -
         p50_ms=round(_percentile(ms, 0.5), 2),
         p95_ms=round(_percentile(ms, 0.95), 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        cpu_ms=_cpu_ms(count=len(ids), workers=naive_cpu, servers=servers, sink=sink_cpu),
     )
 
 
@@ -248,12 +288,10 @@ def bench_run(
                 f"   data: papers {timings.papers_seconds:.1f}s, tagging {timings.tagging_seconds:.1f}s, "
                 f"subscribers {timings.subscribers_seconds:.1f}s"
             )
-            for name, port in (("build", None), ("deliver", sink.port)):
+            for name, smtp in (("build", None), ("deliver", sink)):
                 before = sink.count
-                phase = celery_phase(
-                    name=name, workers=workers, subscribers=size, papers=papers, smtp_port=port
-                )
-                if port:
+                phase = celery_phase(name=name, workers=workers, subscribers=size, papers=papers, smtp=smtp)
+                if smtp:
                     received = sink.count - before
                     if received != phase.emails:
                         raise RuntimeError(
@@ -265,14 +303,12 @@ def bench_run(
                     f"p50 {phase.p50_ms} ms, p95 {phase.p95_ms} ms, rss {phase.peak_rss_mb} MB"
                 )
             if scale_out_at == size and workers != 1:
-                phase = celery_phase(
-                    name="deliver", workers=1, subscribers=size, papers=papers, smtp_port=sink.port
-                )
+                phase = celery_phase(name="deliver", workers=1, subscribers=size, papers=papers, smtp=sink)
                 report.phases.append(phase)
                 log(f"   deliver  1 worker : {phase.per_second:>8.1f} digests/s")
             if naive_sample:
                 phase = naive_phase(
-                    subscribers=size, papers=papers, sample=min(naive_sample, size), smtp_port=sink.port
+                    subscribers=size, papers=papers, sample=min(naive_sample, size), smtp=sink
                 )
                 report.phases.append(phase)
                 log(f"   naive    1 process: {phase.per_second:>8.1f} digests/s, p50 {phase.p50_ms} ms")

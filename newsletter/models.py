@@ -123,7 +123,10 @@ class Delivery(models.Model):
         EMPTY = "empty", "Nothing new notice"
         TEST = "test", "Test digest"
 
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="deliveries")
+    # No index of its own: the unique (subscriber, period) constraint's index serves subscriber lookups.
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     # The subscriber's local date ("2026-11-23") or ISO week ("2026-W48"): at most one digest each.
     period = models.CharField(max_length=16)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DIGEST)
@@ -161,7 +164,8 @@ class DeliveryItem(models.Model):
     """A paper in a delivery. Unique per subscriber: the database enforces "never the same paper twice"."""
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="items")
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="+")
+    # Indexed by the unique (subscriber, paper) constraint; a second index would only slow inserts.
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="+", db_index=False)
     paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+")
     position = models.PositiveSmallIntegerField()
     score = models.FloatField()

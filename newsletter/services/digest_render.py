@@ -5,7 +5,8 @@ would cap a worker at a few hundred digests per second. So `CompiledTemplate` re
 template once with placeholder values and the `{% fragment %}` markers switched on (for the HTML part
 it also inlines the CSS once, on the whole document, so every selector applies as usual), then cuts
 the result at the markers into fragments: the shell, a paper, and the repeated parts of a paper.
-Each email is then one-pass string substitution of (HTML-escaped) values into those fragments.
+Each email is then one-pass string substitution of (HTML-escaped) values into those fragments, and
+the parts of a paper that do not depend on the reader are filled in once per worker process.
 
 Rules for the digest templates that follow from this: everything repeated or optional sits in a
 `{% for %}` over a list and inside a `{% fragment %}` of its own, and no `{% if %}` or filter may
@@ -69,13 +70,44 @@ class DigestItem:
 
 
 _MARKED = re.compile(r"<!--(\w+)-->((?:(?!<!--).)*?)<!--/\1-->", re.S)  # innermost first
-_TOKEN = re.compile(r"__pd(?:ph|slot)_[a-z_]+?__")
+_TOKEN = re.compile(r"(__pd(?:ph|slot)_[a-z_]+?__)")
+
+# What a paper's HTML depends on besides the paper itself: its position and why it was picked.
+_PER_DIGEST = frozenset({_placeholder("number"), _slot("reason")})
+# Papers whose per-paper parts are kept filled in; a worker's chunks share most papers.
+_PAPER_CACHE_SIZE = 4096
 
 
-def _fill(template: str, values: dict[str, str]) -> str:
-    """Replace every token in one pass: inserted text is never scanned again, so a paper title that
-    happens to look like a placeholder stays text."""
-    return _TOKEN.sub(lambda match: values[match.group(0)], template)
+class Segments:
+    """A template text cut at its tokens once: literals at even positions, tokens at odd ones.
+    Filling is a join, and inserted text is never scanned again, so a paper title that happens to
+    look like a placeholder stays text."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[str]) -> None:
+        self.parts = parts
+
+    @classmethod
+    def parse(cls, text: str) -> Segments:
+        return cls(_TOKEN.split(text))
+
+    def fill(self, values: dict[str, str]) -> str:
+        out = self.parts[:]
+        for index in range(1, len(out), 2):
+            out[index] = values[out[index]]
+        return "".join(out)
+
+    def fill_some(self, values: dict[str, str]) -> Segments:
+        """Fill the tokens `values` has; the others stay tokens."""
+        parts = [self.parts[0]]
+        for index in range(1, len(self.parts), 2):
+            token, literal = self.parts[index], self.parts[index + 1]
+            if token in values:
+                parts[-1] += values[token] + literal
+            else:
+                parts += [token, literal]
+        return Segments(parts)
 
 
 class CompiledTemplate:
@@ -92,31 +124,53 @@ class CompiledTemplate:
         if html:
             rendered = inline_css(rendered)
         self.escape = escape if html else str
-        self.fragments: dict[str, str] = {}
+        fragments: dict[str, str] = {}
         while match := _MARKED.search(rendered):
             name = match.group(1)
-            if name in self.fragments:
+            if name in fragments:
                 raise ValueError(f"{template_name}: {{% fragment {name!r} %}} is used twice")
-            self.fragments[name] = match.group(2)
+            fragments[name] = match.group(2)
             rendered = rendered[: match.start()] + _slot(name) + rendered[match.end() :]
-        self.shell = rendered
+        self.fragments = {name: Segments.parse(text) for name, text in fragments.items()}
+        self.shell = Segments.parse(rendered)
+        self._papers: dict[tuple, Segments] = {}
+
+    def _paper(self, item: DigestItem, paper: Segments) -> Segments:
+        """The paper fragment with everything but position and reasons filled in, cached by content
+        (so it is never stale: a changed paper is a new key)."""
+        key = (item.title, item.url, item.abstract, *item.authors, "\0", *item.topics, "\0", *item.code_urls)
+        cached = self._papers.get(key)
+        if cached is None:
+            if len(self._papers) >= _PAPER_CACHE_SIZE:
+                self._papers.clear()
+            escape_ = self.escape
+            values = {_placeholder(name): escape_(getattr(item, name)) for name in _ITEM_SCALARS}
+            for name, attribute in _ITEM_LISTS.items():
+                fragment = self.fragments.get(name)
+                if fragment is not None:
+                    values[_slot(name)] = "".join(
+                        fragment.fill({_placeholder(name): escape_(v)}) for v in getattr(item, attribute)
+                    )
+            cached = self._papers[key] = paper.fill_some(
+                {token: value for token, value in values.items() if token not in _PER_DIGEST}
+            )
+        return cached
 
     def render(self, *, items: list[DigestItem], values: dict[str, str]) -> str:
         escape_ = self.escape
         papers = []
         paper = self.fragments.get("paper")
+        reason = self.fragments.get("reason")
         for item in items if paper is not None else ():
-            parts = {_placeholder(name): escape_(getattr(item, name)) for name in _ITEM_SCALARS}
-            for name, attribute in _ITEM_LISTS.items():
-                fragment = self.fragments.get(name)
-                if fragment is not None:
-                    parts[_slot(name)] = "".join(
-                        _fill(fragment, {_placeholder(name): escape_(v)}) for v in getattr(item, attribute)
-                    )
-            papers.append(_fill(paper, parts))
+            per_digest = {_placeholder("number"): escape_(item.number)}
+            if reason is not None:
+                per_digest[_slot("reason")] = "".join(
+                    reason.fill({_placeholder("reason"): escape_(v)}) for v in item.reasons
+                )
+            papers.append(self._paper(item, paper).fill(per_digest))
         shell = {_placeholder(name): escape_(values[name]) for name in DIGEST_SCALARS}
         shell[_slot("paper")] = "".join(papers)
-        return _fill(self.shell, shell)
+        return self.shell.fill(shell)
 
 
 @dataclass(frozen=True)

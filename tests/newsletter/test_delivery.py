@@ -276,6 +276,40 @@ def test_a_chunk_is_sent_over_one_smtp_connection(smtp_sink) -> None:
     assert len({d.message_id for d in Delivery.objects.all()}) == len(ids)
 
 
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_outcomes_are_written_with_the_configured_commit_mode_and_the_session_is_restored(
+    smtp_sink, settings, asynchronous: bool
+) -> None:
+    settings.NEWSLETTER_ASYNC_COMMIT_OUTCOMES = asynchronous
+    quantization_papers()
+    due()
+    ids = dispatch_one_chunk()
+    seen: list[str] = []
+
+    def watch(execute, sql, params, many, context):
+        if sql.startswith("UPDATE newsletter_delivery SET status"):
+            seen.append(synchronous_commit_inside(context["connection"]))
+        return execute(sql, params, many, context)
+
+    def synchronous_commit_inside(conn) -> str:
+        with conn.connection.cursor() as cursor:  # the raw connection: not through the wrapper again
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    with connection.execute_wrapper(watch):
+        assert deliveries_send(delivery_ids=ids).sent == ids
+
+    assert seen == ["off" if asynchronous else "on"]
+    # Nothing else this connection writes later (sign-ups, ingest) loses durability.
+    assert synchronous_commit() == "on"
+
+
 def test_sending_twice_sends_once(smtp_sink) -> None:
     quantization_papers()
     due(), due()

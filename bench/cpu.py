@@ -1,0 +1,66 @@
+"""CPU seconds spent by each part of the system during a phase, read from Linux's /proc.
+
+Throughput alone does not say where the time goes on a machine where the workers, PostgreSQL, Redis
+and the SMTP sink share the same cores; these counters do. Zero everywhere on systems without /proc.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(path: Path) -> tuple[str, int, list[int]] | None:
+    """(command name, parent pid, [utime, stime, cutime, cstime] in ticks) of one /proc stat file."""
+    try:
+        raw = path.read_text()
+    except OSError:  # the process ended meanwhile
+        return None
+    name = raw[raw.index("(") + 1 : raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2 :].split()
+    # fields[0] is the state (stat field 3); utime..cstime are stat fields 14..17.
+    return name, int(fields[1]), [int(v) for v in fields[11:15]]
+
+
+def _processes() -> dict[int, tuple[str, int, list[int]]]:
+    found = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        stat = _stat(entry / "stat")
+        if stat is not None:
+            found[int(entry.name)] = stat
+    return found
+
+
+def _server_cpu(processes: dict, name: str) -> float:
+    """All processes called `name`; the root of each tree also counts its exited children (the
+    PostgreSQL backends of connections closed during the phase)."""
+    ticks = 0
+    for _, (comm, parent, (utime, stime, cutime, cstime)) in processes.items():
+        if comm != name:
+            continue
+        ticks += utime + stime
+        if processes.get(parent, ("",))[0] != name:
+            ticks += cutime + cstime
+    return ticks / _TICK
+
+
+def thread_cpu(tid: int) -> float:
+    stat = _stat(Path(f"/proc/self/task/{tid}/stat"))
+    return (stat[2][0] + stat[2][1]) / _TICK if stat else 0.0
+
+
+@dataclass(frozen=True)
+class ServerCpu:
+    postgres: float
+    redis: float
+
+    @classmethod
+    def now(cls) -> ServerCpu:
+        processes = _processes()
+        return cls(postgres=_server_cpu(processes, "postgres"), redis=_server_cpu(processes, "redis-server"))
+
+    def __sub__(self, earlier: ServerCpu) -> ServerCpu:
+        return ServerCpu(postgres=self.postgres - earlier.postgres, redis=self.redis - earlier.redis)
