@@ -47,6 +47,11 @@ def _server_cpu(processes: dict, name: str) -> float:
     return ticks / _TICK
 
 
+def process_cpu(pid: int) -> float:
+    stat = _stat(Path(f"/proc/{pid}/stat"))
+    return (stat[2][0] + stat[2][1]) / _TICK if stat else 0.0
+
+
 def thread_cpu(tid: int) -> float:
     stat = _stat(Path(f"/proc/self/task/{tid}/stat"))
     return (stat[2][0] + stat[2][1]) / _TICK if stat else 0.0

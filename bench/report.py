@@ -24,6 +24,7 @@ def report_table(report: Report) -> str:
     lines = [
         f"machine: {report.machine['cpus']} CPUs, Python {report.machine['python']}, "
         f"PostgreSQL {report.machine['postgresql']}, {report.machine['platform']}",
+        f"SMTP server: {report.machine.get('smtp_sink', '?')} on the same machine",
         "",
         f"{'phase':<9}{'subscribers':>12}{'papers':>8}{'workers':>8}{'digests/s':>11}{'p50 ms':>9}"
         f"{'p95 ms':>9}{'peak RSS MB':>13}{'queries/chunk':>15}{'emails':>9}",

@@ -25,6 +25,12 @@ class Command(BaseCommand):
             "--scale-out-at", type=int, default=10_000, help="Size at which 1 worker is also run."
         )
         parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument(
+            "--sink",
+            choices=["auto", "smtp-sink", "aiosmtpd"],
+            default="auto",
+            help="SMTP server receiving the digests: Postfix's smtp-sink if installed (auto), or aiosmtpd.",
+        )
         parser.add_argument("--json", action="store_true", help="Print JSON instead of the table.")
         parser.add_argument("--out", default="bench/results", help="Directory for the JSON and PNG files.")
 
@@ -39,6 +45,7 @@ class Command(BaseCommand):
             naive_sample=options["naive_sample"],
             scale_out_at=options["scale_out_at"],
             seed=options["seed"],
+            sink=options["sink"],
             log=(lambda line: self.stderr.write(line)),
         )
         out = Path(options["out"])
