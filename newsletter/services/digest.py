@@ -11,7 +11,9 @@ from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.utils.encoding import iri_to_uri
+from psycopg.types.json import Jsonb
 
 from newsletter.models import Delivery, DeliveryItem, Subscriber
 from newsletter.selectors import CandidatePaper, papers_already_sent, papers_by_ids, papers_candidates
@@ -114,20 +116,56 @@ def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> None:
         for d in deliveries
     ]
     ranked = rank(profiles=profiles, pool=pool, already_sent=sent)
-    # ignore_conflicts: a paper another delivery of the same subscriber recorded meanwhile is
-    # dropped here, which is exactly "never twice"; what was stored is read back by the caller.
+    picks_record(
+        [
+            (d.pk, d.subscriber_id, pick.paper.id, position, pick.score, list(pick.reasons))
+            for d, picks in zip(deliveries, ranked, strict=True)
+            for position, pick in enumerate(picks, start=1)
+        ]
+    )
+
+
+PickRow = tuple[int, int, int, int, float, list[str]]  # delivery, subscriber, paper, position, score, reasons
+
+_INSERT_PICKS = (
+    f"INSERT INTO {DeliveryItem._meta.db_table} "
+    "(delivery_id, subscriber_id, paper_id, position, score, reasons) "
+    "SELECT * FROM unnest("
+    "%s::bigint[], %s::bigint[], %s::bigint[], %s::smallint[], %s::float8[], %s::jsonb[]) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def picks_record(rows: Sequence[PickRow]) -> None:
+    """Store the picks of a chunk in one statement. A paper another delivery of the same subscriber
+    recorded meanwhile conflicts and is dropped, which is exactly "never twice"; the caller reads
+    back what was stored."""
+    if not rows:
+        return
+    if db_connection.vendor != "postgresql":
+        picks_record_portable(rows)
+        return
+    # One row per paper per digest is the largest write of a chunk: as column arrays it is a few
+    # parameters instead of 2,000 model instances and 12,000 placeholders (a third of the time).
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    columns[5] = [Jsonb(reasons) for reasons in columns[5]]
+    with db_connection.cursor() as cursor:  # one statement: atomic by itself
+        cursor.execute(_INSERT_PICKS, columns)
+
+
+def picks_record_portable(rows: Sequence[PickRow]) -> None:
+    """picks_record through the ORM, for databases other than PostgreSQL (SQLite for a try-out)."""
     DeliveryItem.objects.bulk_create(
         [
             DeliveryItem(
-                delivery_id=d.pk,
-                subscriber_id=d.subscriber_id,
-                paper_id=pick.paper.id,
+                delivery_id=delivery_id,
+                subscriber_id=subscriber_id,
+                paper_id=paper_id,
                 position=position,
-                score=pick.score,
-                reasons=list(pick.reasons),
+                score=score,
+                reasons=reasons,
             )
-            for d, picks in zip(deliveries, ranked, strict=True)
-            for position, pick in enumerate(picks, start=1)
+            for delivery_id, subscriber_id, paper_id, position, score, reasons in rows
         ],
         ignore_conflicts=True,
     )

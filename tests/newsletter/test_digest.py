@@ -19,6 +19,8 @@ from newsletter.services.digest import (
     digests_build,
     paper_url,
     period_label,
+    picks_record,
+    picks_record_portable,
     topic_names,
     window_start,
 )
@@ -171,6 +173,37 @@ def test_the_database_refuses_a_paper_twice_for_one_subscriber() -> None:
         DeliveryItem.objects.create(
             delivery=second, subscriber=subscriber, paper=paper, position=1, score=1.0
         )
+
+
+@pytest.mark.parametrize("record", [picks_record, picks_record_portable])
+def test_recording_picks_stores_them_and_drops_a_paper_the_subscriber_already_has(record) -> None:
+    # Both paths: the PostgreSQL one (column arrays) and the ORM one SQLite uses.
+    papers = [PaperFactory() for _ in range(3)]
+    subscriber, other = SubscriberFactory(), SubscriberFactory()
+    earlier, delivery = DeliveryFactory(subscriber=subscriber), DeliveryFactory(subscriber=subscriber)
+    other_delivery = DeliveryFactory(subscriber=other)
+    DeliveryItem.objects.create(
+        delivery=earlier, subscriber=subscriber, paper=papers[1], position=1, score=1.0
+    )
+
+    record(
+        [
+            (delivery.pk, subscriber.pk, papers[0].pk, 1, 0.9, ["Matches your topic: Speech"]),
+            (delivery.pk, subscriber.pk, papers[1].pk, 2, 0.8, ["already sent earlier"]),
+            (delivery.pk, subscriber.pk, papers[2].pk, 3, 0.7, []),
+            (other_delivery.pk, other.pk, papers[1].pk, 1, 0.5, ["Trending: 3 upvotes", "“quoted” <b>"]),
+        ]
+    )
+
+    stored = {
+        (item.delivery_id, item.paper_id): (item.position, item.score, item.reasons)
+        for item in DeliveryItem.objects.exclude(delivery=earlier)
+    }
+    assert stored == {
+        (delivery.pk, papers[0].pk): (1, 0.9, ["Matches your topic: Speech"]),
+        (delivery.pk, papers[2].pk): (3, 0.7, []),
+        (other_delivery.pk, papers[1].pk): (1, 0.5, ["Trending: 3 upvotes", "“quoted” <b>"]),
+    }
 
 
 def test_two_deliveries_of_one_subscriber_in_one_chunk_share_no_paper() -> None:
