@@ -133,8 +133,33 @@ def _dispatch_chunk(subscriber_ids: list[int], now: datetime) -> list[int]:
         for subscriber in subscribers:
             if subscriber.pk in created:
                 subscriber.last_digest_at = now
-        Subscriber.objects.bulk_update(subscribers, ["next_send_at", "last_digest_at"])
+        _schedules_save(subscribers)
     return sorted(created.values())
+
+
+_MOVE_SCHEDULES = (
+    f"UPDATE {Subscriber._meta.db_table} AS s "
+    "SET next_send_at = v.next_send_at, last_digest_at = v.last_digest_at "
+    "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, next_send_at, last_digest_at) "
+    "WHERE s.id = v.id"
+)
+
+
+def _schedules_save(subscribers: list[Subscriber]) -> None:
+    """Store the chunk's moved schedules. On PostgreSQL as one UPDATE from column arrays:
+    bulk_update() builds a CASE expression per row and field, two thirds of the dispatch time."""
+    if db_connection.vendor != "postgresql":
+        Subscriber.objects.bulk_update(subscribers, ["next_send_at", "last_digest_at"])
+        return
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            _MOVE_SCHEDULES,
+            [
+                [s.pk for s in subscribers],
+                [s.next_send_at for s in subscribers],
+                [s.last_digest_at for s in subscribers],
+            ],
+        )
 
 
 # --- claim and send --------------------------------------------------------------------------
