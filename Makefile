@@ -10,5 +10,5 @@ test:  ## install test dependencies, start PostgreSQL/Redis if needed, run the w
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
-bench:  ## the throughput benchmark (see README, "Benchmark")
-	DJANGO_SETTINGS_MODULE=config.settings.bench .venv/bin/python manage.py bench_digests $(BENCH_ARGS)
+bench:  ## the throughput benchmark (see README, "Benchmark"); arguments in BENCH_ARGS="..."
+	bash scripts/bench.sh $(BENCH_ARGS)
