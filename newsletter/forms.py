@@ -5,7 +5,7 @@ from functools import lru_cache
 from django import forms
 
 from newsletter.models import Subscriber, available_timezones
-from newsletter.services.subscription import Preferences, email_normalize
+from newsletter.services.subscription import Preferences, email_normalize, preferences_stored
 from papers.models import Topic
 
 MAX_PAPERS = 30
@@ -68,18 +68,7 @@ class PreferencesForm(forms.Form):
 
     @classmethod
     def initial_for(cls, subscriber: Subscriber) -> dict:
-        return {
-            "topics": list(subscriber.topics.all()),
-            "interests": subscriber.interests,
-            "excluded_keywords": subscriber.excluded_keywords,
-            "frequency": subscriber.frequency,
-            "weekday": subscriber.weekday,
-            "send_hour": subscriber.send_hour,
-            "timezone": subscriber.timezone,
-            "papers_per_digest": subscriber.papers_per_digest,
-            "email_format": subscriber.email_format,
-            "notify_empty": subscriber.notify_empty,
-        }
+        return {"topics": list(subscriber.topics.all()), **preferences_stored(subscriber)}
 
 
 class EmailForm(forms.Form):

@@ -7,6 +7,7 @@ tests and logs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -55,6 +56,15 @@ class Preferences:
     papers_per_digest: int = 10
     email_format: str = Subscriber.Format.HTML
     notify_empty: bool = False
+
+
+# The preferences stored as columns of the subscriber row (topics are a relation).
+SCALAR_PREFERENCES = tuple(f.name for f in dataclasses.fields(Preferences) if f.name != "topic_ids")
+
+
+def preferences_stored(subscriber: Subscriber) -> dict:
+    """The subscriber's scalar preferences by name, as stored."""
+    return {name: getattr(subscriber, name) for name in SCALAR_PREFERENCES}
 
 
 def email_normalize(raw: str) -> str:
@@ -267,15 +277,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
         "unsubscribed_at": _isoformat(subscriber.unsubscribed_at),
         "preferences": {
             "topics": sorted(subscriber.topics.values_list("slug", flat=True)),
-            "interests": subscriber.interests,
-            "excluded_keywords": subscriber.excluded_keywords,
-            "frequency": subscriber.frequency,
-            "weekday": subscriber.weekday,
-            "send_hour": subscriber.send_hour,
-            "timezone": subscriber.timezone,
-            "papers_per_digest": subscriber.papers_per_digest,
-            "email_format": subscriber.email_format,
-            "notify_empty": subscriber.notify_empty,
+            **preferences_stored(subscriber),
         },
         "next_send_at": _isoformat(subscriber.next_send_at),
         "last_digest_at": _isoformat(subscriber.last_digest_at),
