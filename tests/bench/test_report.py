@@ -1,0 +1,97 @@
+"""The benchmark's own arithmetic: /proc parsing, the CPU table and the verdicts on the targets.
+(The benchmark itself is run by `make bench`, not by the test suite.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.cpu import _TICK, _server_cpu, _stat
+from bench.report import report_chart, report_table, verdicts
+from bench.runner import Phase, Report
+
+MACHINE = {"cpus": 2, "python": "3.11", "postgresql": "15", "platform": "Linux", "smtp_sink": "smtp-sink"}
+
+
+def phase(name: str, *, subscribers: int = 10_000, workers: int = 2, per_second: float, **extra) -> Phase:
+    return Phase(
+        name=name,
+        subscribers=subscribers,
+        papers=500,
+        workers=workers,
+        deliveries=subscribers,
+        emails=subscribers,
+        seconds=subscribers / per_second,
+        per_second=per_second,
+        p50_ms=4.0,
+        p95_ms=6.0,
+        peak_rss_mb=extra.pop("rss", 180.0),
+        **extra,
+    )
+
+
+def test_verdicts_check_each_target_against_the_run() -> None:
+    report = Report(
+        machine=MACHINE,
+        phases=[
+            phase("deliver", per_second=375.0),
+            phase("deliver", workers=1, per_second=177.0),
+            phase("naive", workers=1, per_second=2.5),
+            phase("deliver", subscribers=100_000, per_second=520.0, rss=310.0),
+        ],
+    )
+
+    lines = verdicts(report)
+
+    assert lines[0].startswith("10,000: build+deliver 375/s with 2 workers (target 500/s: MISSED)")
+    assert "(target < 300 MB: ok)" in lines[0]
+    assert lines[1].startswith("10,000: 150x the naive baseline") and lines[1].endswith("target 10x: ok)")
+    assert lines[2] == "10,000: 2 workers / 1 worker = 2.12x"
+    assert lines[3] == "10,000: per process, 1 worker / naive = 71x"
+    assert "(target 500/s: ok)" in lines[4] and "(target < 300 MB: MISSED)" in lines[4]
+
+
+def test_cpu_table_gives_ms_per_digest_and_how_busy_the_cores_were() -> None:
+    cpu = {"workers": 3.5, "postgres": 1.0, "redis": 0.0, "smtp_sink": 0.5, "total": 5.0}
+    report = Report(machine=MACHINE, phases=[phase("deliver", per_second=380.0, cpu_ms=cpu)])
+
+    table = report_table(report)
+
+    row = next(line for line in table.splitlines() if line.startswith("deliver") and "3.50" in line)
+    # 5 ms of CPU per digest at 380 digests/s keeps 1.9 cores busy.
+    assert row.split() == ["deliver", "10,000", "2", "3.50", "1.00", "0.00", "0.50", "5.00", "1.90"]
+    assert "SMTP server: smtp-sink" in table
+
+
+def test_proc_stat_parsing_survives_odd_process_names(tmp_path: Path) -> None:
+    # The name is in parentheses and may itself hold ") (" and spaces; fields count from the last ")".
+    fields = ["S", "41", *["0"] * 9, "150", "50", "7", "3", *["0"] * 30]
+    stat = tmp_path / "stat"
+    stat.write_text(f"1234 (odd) (name x) {' '.join(fields)}\n")
+
+    assert _stat(stat) == ("odd) (name x", 41, [150, 50, 7, 3])
+    assert _stat(tmp_path / "gone") is None
+
+
+def test_server_cpu_counts_exited_children_only_at_the_root() -> None:
+    # The postmaster (parent 1) carries its exited backends in cutime/cstime; a live backend's own
+    # children are not counted twice.
+    processes = {
+        10: ("postgres", 1, [100, 20, 300, 80]),
+        11: ("postgres", 10, [50, 10, 999, 999]),
+        12: ("redis-server", 1, [7, 3, 0, 0]),
+    }
+    assert _server_cpu(processes, "postgres") == (100 + 20 + 300 + 80 + 50 + 10) / _TICK
+    assert _server_cpu(processes, "redis-server") == 10 / _TICK
+
+
+def test_chart_is_written_as_png(tmp_path: Path) -> None:
+    report = Report(
+        machine=MACHINE,
+        phases=[phase("deliver", subscribers=n, per_second=300.0 + n / 1000) for n in (1000, 10_000)]
+        + [phase("naive", workers=1, per_second=2.7)],
+    )
+    path = tmp_path / "chart.png"
+
+    report_chart(report, path)
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
