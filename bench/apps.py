@@ -34,17 +34,15 @@ class BenchConfig(AppConfig):
         from celery.signals import task_postrun, task_prerun
         from django.db import connection
 
-        running: dict[str, tuple[float, float, QueryCounter]] = {}
+        from bench.cpu import self_cpu
 
-        def cpu() -> float:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-            return usage.ru_utime + usage.ru_stime
+        running: dict[str, tuple[float, float, QueryCounter]] = {}
 
         @task_prerun.connect(weak=False)
         def started(task_id=None, task=None, args=None, **kwargs) -> None:
             counter = QueryCounter()
             connection.execute_wrappers.append(counter)
-            running[task_id] = (time.perf_counter(), cpu(), counter)
+            running[task_id] = (time.perf_counter(), self_cpu(), counter)
 
         @task_postrun.connect(weak=False)
         def finished(task_id=None, task=None, args=None, state=None, **kwargs) -> None:
@@ -57,7 +55,7 @@ class BenchConfig(AppConfig):
                 "task": task.name,
                 "size": len(args[0]) if args and isinstance(args[0], list) else 0,
                 "seconds": time.perf_counter() - began,
-                "cpu_seconds": cpu() - began_cpu,
+                "cpu_seconds": self_cpu() - began_cpu,
                 "queries": counter.count,
                 "state": state,
                 "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,

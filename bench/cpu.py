@@ -7,6 +7,7 @@ and the SMTP sink share the same cores; these counters do. Zero everywhere on sy
 from __future__ import annotations
 
 import os
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +48,25 @@ def _server_cpu(processes: dict, name: str) -> float:
     return ticks / _TICK
 
 
-def process_cpu(pid: int) -> float:
-    stat = _stat(Path(f"/proc/{pid}/stat"))
+def _own_cpu(path: Path) -> float:
+    """user + system seconds of one process or thread (not its children); 0 once it is gone."""
+    stat = _stat(path)
     return (stat[2][0] + stat[2][1]) / _TICK if stat else 0.0
+
+
+def process_cpu(pid: int) -> float:
+    return _own_cpu(Path(f"/proc/{pid}/stat"))
 
 
 def thread_cpu(tid: int) -> float:
-    stat = _stat(Path(f"/proc/self/task/{tid}/stat"))
-    return (stat[2][0] + stat[2][1]) / _TICK if stat else 0.0
+    """A thread of this process (the aiosmtpd sink's event loop)."""
+    return _own_cpu(Path(f"/proc/self/task/{tid}/stat"))
+
+
+def self_cpu() -> float:
+    """user + system seconds of the calling process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from bench.cpu import ServerCpu, process_cpu, thread_cpu
+from bench.cpu import ServerCpu, process_cpu, self_cpu, thread_cpu
 from bench.data import bench_data_create, deliveries_reset
 from bench.naive import naive_run
 from config.celery import app
@@ -343,11 +343,6 @@ def celery_phase(
     )
 
 
-def _process_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def naive_phase(*, subscribers: int, papers: int, sample: int, smtp: SMTPSink | PostfixSink) -> Phase:
     now = timezone.now()
     deliveries_reset(now=now)
@@ -355,13 +350,13 @@ def naive_phase(*, subscribers: int, papers: int, sample: int, smtp: SMTPSink | 
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
     ids = list(Subscriber.objects.order_by("id").values_list("id", flat=True)[:sample])
     with AutoAnalyze():
-        servers_before, sink_before, process_before = ServerCpu.now(), smtp.cpu(), _process_cpu()
+        servers_before, sink_before, process_before = ServerCpu.now(), smtp.cpu(), self_cpu()
         started = time.perf_counter()
         latencies = naive_run(subscriber_ids=ids, now=now)
         elapsed = time.perf_counter() - started
     sink_cpu = smtp.cpu() - sink_before
     # The baseline runs in this process, beside the sink's thread.
-    naive_cpu = _process_cpu() - process_before - (sink_cpu if isinstance(smtp, SMTPSink) else 0.0)
+    naive_cpu = self_cpu() - process_before - (sink_cpu if isinstance(smtp, SMTPSink) else 0.0)
     servers = ServerCpu.now() - servers_before
     ms = [1000 * x for x in latencies]
     return Phase(

@@ -143,30 +143,30 @@ class CompiledTemplate:
         if cached is None:
             if len(self._papers) >= _PAPER_CACHE_SIZE:
                 self._papers.clear()
-            escape_ = self.escape
-            values = {_placeholder(name): escape_(getattr(item, name)) for name in _ITEM_SCALARS}
+            values = {
+                _placeholder(name): self.escape(getattr(item, name))
+                for name in _ITEM_SCALARS
+                if _placeholder(name) not in _PER_DIGEST
+            }
             for name, attribute in _ITEM_LISTS.items():
-                fragment = self.fragments.get(name)
-                if fragment is not None:
-                    values[_slot(name)] = "".join(
-                        fragment.fill({_placeholder(name): escape_(v)}) for v in getattr(item, attribute)
-                    )
-            cached = self._papers[key] = paper.fill_some(
-                {token: value for token, value in values.items() if token not in _PER_DIGEST}
-            )
+                if name in self.fragments and _slot(name) not in _PER_DIGEST:
+                    values[_slot(name)] = self._repeat(name, getattr(item, attribute))
+            cached = self._papers[key] = paper.fill_some(values)
         return cached
+
+    def _repeat(self, name: str, values: list[str]) -> str:
+        """The list fragment `name` once per value, escaped."""
+        fragment = self.fragments[name]
+        return "".join(fragment.fill({_placeholder(name): self.escape(v)}) for v in values)
 
     def render(self, *, items: list[DigestItem], values: dict[str, str]) -> str:
         escape_ = self.escape
         papers = []
         paper = self.fragments.get("paper")
-        reason = self.fragments.get("reason")
         for item in items if paper is not None else ():
             per_digest = {_placeholder("number"): escape_(item.number)}
-            if reason is not None:
-                per_digest[_slot("reason")] = "".join(
-                    reason.fill({_placeholder("reason"): escape_(v)}) for v in item.reasons
-                )
+            if "reason" in self.fragments:
+                per_digest[_slot("reason")] = self._repeat("reason", item.reasons)
             papers.append(self._paper(item, paper).fill(per_digest))
         shell = {_placeholder(name): escape_(values[name]) for name in DIGEST_SCALARS}
         shell[_slot("paper")] = "".join(papers)

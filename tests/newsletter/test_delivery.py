@@ -277,7 +277,8 @@ def test_a_chunk_is_sent_over_one_smtp_connection(smtp_sink) -> None:
 
 
 def synchronous_commit() -> str:
-    with connection.cursor() as cursor:
+    # On the raw connection, so it can run inside an execute wrapper without going through it again.
+    with connection.connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         return cursor.fetchone()[0]
 
@@ -294,13 +295,8 @@ def test_outcomes_are_written_with_the_configured_commit_mode_and_the_session_is
 
     def watch(execute, sql, params, many, context):
         if sql.startswith("UPDATE newsletter_delivery SET status"):
-            seen.append(synchronous_commit_inside(context["connection"]))
+            seen.append(synchronous_commit())
         return execute(sql, params, many, context)
-
-    def synchronous_commit_inside(conn) -> str:
-        with conn.connection.cursor() as cursor:  # the raw connection: not through the wrapper again
-            cursor.execute("SHOW synchronous_commit")
-            return cursor.fetchone()[0]
 
     with connection.execute_wrapper(watch):
         assert deliveries_send(delivery_ids=ids).sent == ids
