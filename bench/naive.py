@@ -14,9 +14,8 @@ from django.conf import settings
 from django.core.mail import get_connection
 
 from newsletter.models import Delivery, DeliveryItem, Subscriber
-from newsletter.services.digest import count_label, digest_values
-from newsletter.services.digest_render import DigestItem
 from newsletter.services.emails import build_email, render_email
+from newsletter.services.render import PaperRow, digest_values
 from newsletter.services.tokens import Purpose, link
 from papers.models import Paper
 from papers.services.text import paper_text, vectorize
@@ -65,7 +64,7 @@ def naive_digest_send(*, subscriber_id: int, now: datetime) -> None:
             delivery=delivery, subscriber=subscriber, paper=paper, position=position, score=score, reasons=[]
         )
     items = [
-        DigestItem(
+        PaperRow(
             title=p.title,
             url=p.url or "https://arxiv.org/",
             abstract=p.abstract[:420],
@@ -76,8 +75,7 @@ def naive_digest_send(*, subscriber_id: int, now: datetime) -> None:
         )
         for _, p in picks
     ]
-    context = {**digest_values(delivery=delivery, subscriber=subscriber, count=len(items)), "items": items}
-    context["count_label"] = count_label(len(items))
+    context = {**digest_values(delivery=delivery, count=len(items)), "items": items}
     # The obvious code renders and inlines the full email, every time.
     rendered = render_email("digest", context)
     message = build_email(

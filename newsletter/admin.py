@@ -6,10 +6,12 @@ from newsletter.models import Delivery, DeliveryItem, EmailEvent, Subscriber, Su
 from newsletter.services.operator import (
     deliveries_resend,
     digest_test_send,
+    digests_test_send_to_subscribers,
     subscribers_links_revoke,
     subscribers_suppress,
     subscribers_unsuppress,
 )
+from newsletter.tasks import send_digest_chunk
 
 
 @admin.register(Subscriber)
@@ -45,12 +47,7 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     @admin.action(description="Send a test digest to the selected subscribers")
     def send_test_digest_to_subscriber(self, request: HttpRequest, queryset: QuerySet) -> None:
-        sent = 0
-        suppressed = set(Suppression.objects.values_list("email", flat=True))
-        for subscriber in queryset.filter(status=Subscriber.Status.ACTIVE)[:100]:
-            if subscriber.email not in suppressed:
-                digest_test_send(subscriber=subscriber, to=subscriber.email)
-                sent += 1
+        sent = digests_test_send_to_subscribers(subscriber_ids=list(queryset.values_list("id", flat=True)))
         self.message_user(request, f"Sent {sent} test digest(s) to active, unsuppressed subscribers.")
 
     @admin.action(description="Suppress the selected addresses")
@@ -93,8 +90,6 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resend the selected failed deliveries (same papers)")
     def resend(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from newsletter.tasks import send_digest_chunk
-
         ids = deliveries_resend(delivery_ids=list(queryset.values_list("id", flat=True)))
         if ids:
             send_digest_chunk.delay_on_commit(ids)

@@ -5,7 +5,8 @@ from functools import lru_cache
 from django import forms
 
 from newsletter.models import Subscriber, available_timezones
-from newsletter.services.subscription import Preferences, email_normalize, preferences_stored
+from newsletter.selectors import Preferences, preferences_stored
+from newsletter.services.addresses import email_normalize
 from papers.models import Topic
 
 MAX_PAPERS = 30

@@ -44,7 +44,7 @@ class Subscriber(models.Model):
         SATURDAY = 5
         SUNDAY = 6
 
-    # Stored normalized (newsletter.services.subscription.email_normalize): one row per mailbox.
+    # Stored normalized (newsletter.services.addresses.email_normalize): one row per mailbox.
     email = models.EmailField(max_length=254, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
 
@@ -116,12 +116,13 @@ class Delivery(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
-        SKIPPED = "skipped", "Skipped (nothing new)"
+        # Nothing to send (no new paper), or the reader left or was suppressed after the dispatch;
+        # last_error says which.
+        SKIPPED = "skipped", "Skipped (see last error)"
 
     class Kind(models.TextChoices):
         DIGEST = "digest", "Digest"
         EMPTY = "empty", "Nothing new notice"
-        TEST = "test", "Test digest"
 
     # No index of its own: the unique (subscriber, period) constraint's index serves subscriber lookups.
     subscriber = models.ForeignKey(

@@ -1,7 +1,13 @@
-"""Reads used by the digest engine. Each is one query (or one per chunk), never one per subscriber."""
+"""Reads of subscribers, deliveries and their picks. Each is one query (or one per chunk), never one
+per subscriber.
+
+The previews rank (read-only) through the pure ranking module, the same code the digest builder
+calls, so the manage page shows what the next digest will hold.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,8 +17,35 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 
-from newsletter.models import Delivery, DeliveryItem, Subscriber, Suppression
-from papers.models import Paper, PaperTopic
+from newsletter.models import Delivery, DeliveryItem, EmailEvent, Subscriber, Suppression
+from newsletter.services.ranking import CandidatePool, Pick, Profile, profile_for, rank
+from newsletter.services.schedule import window_start
+from papers.selectors import papers_by_ids, papers_candidates, topic_names
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """A subscriber's choices, as the forms give them and the subscription services store them."""
+
+    topic_ids: tuple[int, ...] = ()
+    interests: str = ""
+    excluded_keywords: str = ""
+    frequency: str = Subscriber.Frequency.DAILY
+    weekday: int = 0
+    send_hour: int = 8
+    timezone: str = "UTC"
+    papers_per_digest: int = 10
+    email_format: str = Subscriber.Format.HTML
+    notify_empty: bool = False
+
+
+# The preferences stored as columns of the subscriber row (topics are a relation).
+SCALAR_PREFERENCES = tuple(f.name for f in dataclasses.fields(Preferences) if f.name != "topic_ids")
+
+
+def preferences_stored(subscriber: Subscriber) -> dict:
+    """The subscriber's scalar preferences by name, as stored."""
+    return {name: getattr(subscriber, name) for name in SCALAR_PREFERENCES}
 
 
 def subscribers_due(*, now: datetime) -> list[int]:
@@ -27,54 +60,6 @@ def subscribers_due(*, now: datetime) -> list[int]:
     )
 
 
-@dataclass(frozen=True)
-class CandidatePaper:
-    id: int
-    title: str
-    abstract: str
-    authors: list[str]
-    url: str
-    upvotes: int | None
-    github_stars: int | None
-    github_url: str
-    ingested_at: datetime
-    published_at: datetime | None
-    topic_ids: tuple[int, ...]
-
-
-_CANDIDATE_FIELDS = (
-    "id", "title", "abstract", "authors", "url", "upvotes", "github_stars", "github_url",
-    "ingested_at", "published_at",
-)  # fmt: skip
-
-
-def papers_candidates(*, since: datetime, until: datetime | None = None) -> list[CandidatePaper]:
-    """Papers ingested after `since` (newest first, capped), with their topic ids: two queries."""
-    queryset = Paper.objects.filter(ingested_at__gt=since)
-    if until is not None:
-        queryset = queryset.filter(ingested_at__lte=until)
-    rows = list(
-        queryset.order_by("-ingested_at", "-id").values_list(*_CANDIDATE_FIELDS)[
-            : settings.NEWSLETTER_MAX_CANDIDATES
-        ]
-    )
-    return _with_topics(rows)
-
-
-def papers_by_ids(*, ids: Sequence[int]) -> list[CandidatePaper]:
-    rows = list(Paper.objects.filter(id__in=ids).values_list(*_CANDIDATE_FIELDS))
-    return _with_topics(rows)
-
-
-def _with_topics(rows: list[tuple]) -> list[CandidatePaper]:
-    topics: dict[int, list[int]] = defaultdict(list)
-    for paper_id, topic_id in PaperTopic.objects.filter(paper_id__in=[r[0] for r in rows]).values_list(
-        "paper_id", "topic_id"
-    ):
-        topics[paper_id].append(topic_id)
-    return [CandidatePaper(*row, topic_ids=tuple(sorted(topics[row[0]]))) for row in rows]
-
-
 def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> set[tuple[int, int]]:
     """(subscriber id, paper id) pairs among these that some earlier digest already carried."""
     return set(
@@ -82,6 +67,117 @@ def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[in
             "subscriber_id", "paper_id"
         )
     )
+
+
+def picks_recorded(*, delivery_ids: Sequence[int]) -> dict[int, list[Pick]]:
+    """The papers recorded for each delivery, in digest order: two queries."""
+    rows = list(
+        DeliveryItem.objects.filter(delivery_id__in=delivery_ids)
+        .order_by("delivery_id", "position")
+        .values_list("delivery_id", "paper_id", "score", "reasons")
+    )
+    papers = {p.id: p for p in papers_by_ids(ids=list({r[1] for r in rows}))}
+    picks: dict[int, list[Pick]] = defaultdict(list)
+    for delivery_id, paper_id, score, reasons in rows:
+        picks[delivery_id].append(Pick(paper=papers[paper_id], score=score, reasons=tuple(reasons)))
+    return dict(picks)
+
+
+def digest_preview(*, subscriber: Subscriber, now: datetime, limit: int | None = None) -> list[Pick]:
+    """The papers the subscriber would get if their digest were built now (manage page).
+
+    `limit` overrides the subscriber's digest size (preview_digest --limit)."""
+    since = window_start(subscriber=subscriber, now=now)
+    papers = papers_candidates(since=since, limit=settings.NEWSLETTER_MAX_CANDIDATES)
+    pool = CandidatePool(papers, topic_names(), now)
+    sent = papers_already_sent(subscriber_ids=[subscriber.pk], paper_ids=[p.id for p in papers])
+    topic_ids = list(subscriber.topics.values_list("id", flat=True))
+    profile = profile_for(subscriber=subscriber, since=since, topic_ids=topic_ids)
+    if limit is not None:
+        profile = dataclasses.replace(profile, limit=limit)
+    return rank(profiles=[profile], pool=pool, already_sent=sent)[0]
+
+
+def interests_preview(
+    *, interests: str, topic_ids: Sequence[int], limit: int, since: datetime, now: datetime
+) -> list[Pick]:
+    """Rank papers for an ad-hoc profile (preview_digest --interests): no subscriber, no history."""
+    papers = papers_candidates(since=since, limit=settings.NEWSLETTER_MAX_CANDIDATES)
+    pool = CandidatePool(papers, topic_names(), now)
+    profile = Profile(
+        subscriber_id=0,
+        topic_ids=tuple(topic_ids),
+        interests=interests,
+        excluded_keywords="",
+        limit=limit,
+        since=since,
+    )
+    return rank(profiles=[profile], pool=pool, already_sent=set())[0]
+
+
+def _isoformat(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def subscriber_export(*, subscriber: Subscriber) -> dict:
+    """Everything stored about a subscriber, for the "download my data" button.
+
+    Keep in step with the Subscriber, Delivery, DeliveryItem, Suppression and EmailEvent fields
+    (except token_key, the secret behind the links, which is not personal data).
+    """
+    deliveries = (
+        Delivery.objects.filter(subscriber=subscriber).prefetch_related("items__paper").order_by("created_at")
+    )
+    suppression = Suppression.objects.filter(email=subscriber.email).first()
+    events = EmailEvent.objects.filter(email=subscriber.email).order_by("received_at")
+    return {
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "created_at": subscriber.created_at.isoformat(),
+        "updated_at": subscriber.updated_at.isoformat(),
+        "pending_since": _isoformat(subscriber.pending_since),
+        "confirmed_at": _isoformat(subscriber.confirmed_at),
+        "unsubscribed_at": _isoformat(subscriber.unsubscribed_at),
+        "preferences": {
+            "topics": sorted(subscriber.topics.values_list("slug", flat=True)),
+            **preferences_stored(subscriber),
+        },
+        "next_send_at": _isoformat(subscriber.next_send_at),
+        "last_digest_at": _isoformat(subscriber.last_digest_at),
+        "deliveries": [
+            {
+                "period": d.period,
+                "kind": d.kind,
+                "status": d.status,
+                "scheduled_for": _isoformat(d.scheduled_for),
+                "sent_at": _isoformat(d.sent_at),
+                "bounced": d.bounced,
+                "papers": [
+                    {"title": item.paper.title, "url": item.paper.url, "reasons": item.reasons}
+                    for item in d.items.all()
+                ],
+            }
+            for d in deliveries
+        ],
+        "suppression": (
+            {
+                "reason": suppression.reason,
+                "detail": suppression.detail,
+                "created_at": suppression.created_at.isoformat(),
+            }
+            if suppression
+            else None
+        ),
+        "email_events": [
+            {
+                "event_type": e.event_type,
+                "timestamp": _isoformat(e.timestamp),
+                "description": e.description,
+                "bounce_kind": e.bounce_kind,
+            }
+            for e in events
+        ],
+    }
 
 
 @dataclass(frozen=True)

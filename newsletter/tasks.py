@@ -1,16 +1,30 @@
-"""Thin Celery tasks: take ids, call one service, own the retry policy. Nothing else."""
+"""Thin Celery tasks: take ids (or a form's plain values), call a service, own the retry policy.
+
+Entry points may queue tasks; services never do. So when a service's answer calls for an email or
+a chunk to send, the task that called it queues the follow-up.
+"""
 
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Iterable
 
 from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
-from newsletter.services.delivery import deliveries_send, deliveries_sweep, digests_dispatch_iter
+from newsletter.selectors import Preferences
+from newsletter.services.delivery import deliveries_send
+from newsletter.services.dispatch import deliveries_sweep, digests_dispatch_iter
 from newsletter.services.events import event_process
-from newsletter.services.subscription import EmailKind, subscriber_email_send, subscribers_expire_pending
+from newsletter.services.subscription import (
+    Answer,
+    EmailKind,
+    subscriber_email_send,
+    subscriber_request_link,
+    subscriber_subscribe,
+    subscribers_expire_pending,
+)
 
 # Every countdown below stays far under the broker's visibility timeout (1 h), so a task waiting for
 # its retry is never redelivered as well.
@@ -22,13 +36,25 @@ class DeliveriesDeferred(Exception):
     """Some deliveries of the chunk met a temporary failure and are PENDING again."""
 
 
+def chunks_queue(chunks: Iterable[list[int]]) -> int:
+    """One task per chunk of delivery ids (not per email); returns how many deliveries were queued."""
+    total = 0
+    for chunk in chunks:
+        send_digest_chunk.delay(chunk)
+        total += len(chunk)
+    return total
+
+
 @shared_task
 def dispatch_digests() -> None:
-    """Beat entry point: create due deliveries, then queue one task per chunk (not per email)."""
-    for chunk in digests_dispatch_iter():
-        send_digest_chunk.delay(chunk)
-    for chunk in deliveries_sweep():
-        send_digest_chunk.delay(chunk)
+    """Beat entry point: create due deliveries and queue each chunk as soon as it is committed."""
+    chunks_queue(digests_dispatch_iter())
+
+
+@shared_task
+def sweep_deliveries() -> None:
+    """Beat entry point: re-queue what a dead worker or a lost queue message left behind."""
+    chunks_queue(deliveries_sweep())
 
 
 # Safe with acks_late: a redelivered chunk only claims deliveries still PENDING.
@@ -45,10 +71,23 @@ def send_digest_chunk(delivery_ids: list[int]) -> None:
         raise DeliveriesDeferred(f"{len(result.deferred)} deliveries deferred")
 
 
-@shared_task
-def sweep_deliveries() -> None:
-    for chunk in deliveries_sweep():
-        send_digest_chunk.delay(chunk)
+def queue_answer_email(answer: Answer) -> None:
+    """Queue the email a sign-up or link request called for, once the transaction commits."""
+    if answer.email is not None:
+        send_subscriber_email.delay_on_commit(answer.subscriber_id, str(answer.email))
+
+
+# The sign-up and link forms queue these for every valid post, whatever the address: deciding here,
+# not in the web request, keeps the answer and its timing the same for known and unknown addresses.
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=RETRY_BACKOFF, max_retries=5)
+def handle_signup(email: str, preferences: dict) -> None:
+    values = {**preferences, "topic_ids": tuple(preferences.get("topic_ids", ()))}
+    queue_answer_email(subscriber_subscribe(email=email, preferences=Preferences(**values)))
+
+
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=RETRY_BACKOFF, max_retries=5)
+def handle_link_request(email: str) -> None:
+    queue_answer_email(subscriber_request_link(email=email))
 
 
 @shared_task(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from zoneinfo import ZoneInfo
 
@@ -18,18 +19,17 @@ from django.views.decorators.http import require_http_methods
 
 from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
 from newsletter.models import Subscriber
-from newsletter.services.digest import digest_preview, digest_web_copy
+from newsletter.selectors import digest_preview, subscriber_export
 from newsletter.services.ratelimit import rate_limit_exceeded
+from newsletter.services.render import digest_web_context
 from newsletter.services.subscription import (
     subscriber_confirm,
     subscriber_delete,
-    subscriber_export,
-    subscriber_request_link,
-    subscriber_subscribe,
     subscriber_unsubscribe,
     subscriber_update_preferences,
 )
 from newsletter.services.tokens import Purpose, token_delivery, token_make, token_subscriber
+from newsletter.tasks import handle_link_request, handle_signup
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -63,8 +63,11 @@ def subscribe(request: HttpRequest) -> HttpResponse:
             if _too_many(request, "signup-ip"):
                 return _rate_limited(request)
             if not form.is_bot():
-                subscriber_subscribe(email=form.cleaned_data["email"], preferences=form.preferences())
-            # The same answer for new, pending, active, unsubscribed and suppressed addresses.
+                # Decided in the worker: the same answer, in the same time, for new, pending, active,
+                # unsubscribed and suppressed addresses.
+                handle_signup.delay_on_commit(
+                    form.cleaned_data["email"], dataclasses.asdict(form.preferences())
+                )
             return redirect("newsletter:check_inbox")
     else:
         form = SubscribeForm()
@@ -100,7 +103,7 @@ def request_link(request: HttpRequest) -> HttpResponse:
             if _too_many(request, "link-ip"):
                 return _rate_limited(request)
             if not form.is_bot():
-                subscriber_request_link(email=form.cleaned_data["email"])
+                handle_link_request.delay_on_commit(form.cleaned_data["email"])
             return redirect("newsletter:check_inbox")
     else:
         form = RequestLinkForm()
@@ -211,4 +214,4 @@ def digest_view(request: HttpRequest, token: str) -> HttpResponse:
     delivery = token_delivery(token=token)
     if delivery is None:
         return invalid_link(request)
-    return render(request, "newsletter/digest.html", digest_web_copy(delivery=delivery))
+    return render(request, "newsletter/digest.html", digest_web_context(delivery=delivery))

@@ -1,6 +1,7 @@
 from celery import shared_task
 
-from papers.services.fetch import feed_fetch, feeds_due
+from papers.selectors import feeds_due
+from papers.services.fetch import feed_fetch
 
 
 @shared_task

@@ -1,10 +1,13 @@
-"""Digest delivery: dispatch due subscribers, claim deliveries atomically, send, sweep.
+"""Step 4 of the pipeline: send. Claim a chunk's deliveries atomically, build and send each email,
+record each outcome.
 
 The Delivery row is the source of truth (Zulip's ScheduledEmail, healthchecks' sendreports):
 
-    dispatcher ──creates──▶ PENDING ──claim (atomic)──▶ SENDING ──▶ SENT
-                              ▲                           │   └──▶ FAILED  (5xx, or attempts used up)
-                              └──── deferred (4xx, SMTP down) or re-driven by the sweeper
+    dispatcher ──creates──▶ PENDING ──claim (atomic)──▶ SENDING ──▶ SENT     (kind DIGEST or EMPTY)
+    (dispatch.py)             ▲                           │   ├──▶ SKIPPED  (nothing to send, or
+                              │                           │   │             the reader left)
+                              │                           │   └──▶ FAILED   (5xx, or attempts used up)
+                              └──── deferred (4xx, SMTP down) or re-driven by the sweeper (dispatch.py)
 
 A task only carries delivery ids. Whatever happens to the broker or a worker, the sweeper finds
 PENDING rows nobody picked up and SENDING rows whose worker died, and queues them again; the
@@ -16,150 +19,25 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from itertools import islice
+from datetime import datetime
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
-from django.core.mail import get_connection
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection as db_connection
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from newsletter.models import Delivery, Subscriber, Suppression
-from newsletter.selectors import subscribers_due
-from newsletter.services.digest import (
-    DigestContent,
-    DigestItems,
-    digest_email_parts,
-    digest_values,
-    digests_build,
-    topic_names,
-    window_start,
-)
-from newsletter.services.emails import build_email
-from newsletter.services.schedule import next_send_time, period_key
+from newsletter.models import Delivery, Subscriber
+from newsletter.services.addresses import emails_suppressed
+from newsletter.services.digest import DeliveryPicks, digests_build
+from newsletter.services.render import PaperRowCache, digest_email
 
 logger = logging.getLogger("newsletter.delivery")
-
-
-def batched(values: Iterable[int], size: int) -> Iterator[list[int]]:
-    iterator = iter(values)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-# --- dispatch --------------------------------------------------------------------------------
-
-
-def digests_dispatch_iter(
-    *, now: datetime | None = None, chunk_size: int | None = None
-) -> Iterator[list[int]]:
-    """Create this period's Delivery for every due subscriber and move their schedule forward.
-
-    Yields the new pending delivery ids chunk by chunk, each right after its transaction commits,
-    so the caller can queue it (one task per chunk) while the next chunk is being created: with a
-    large list, workers start sending at once instead of after the whole dispatch.
-    """
-    now = now or timezone.now()
-    chunk_size = chunk_size or settings.NEWSLETTER_CHUNK_SIZE
-    for ids in batched(subscribers_due(now=now), chunk_size):
-        if chunk := _dispatch_chunk(ids, now):
-            yield chunk
-
-
-def digests_dispatch(*, now: datetime | None = None, chunk_size: int | None = None) -> list[list[int]]:
-    """digests_dispatch_iter, all at once."""
-    return list(digests_dispatch_iter(now=now, chunk_size=chunk_size))
-
-
-# A late digest (the service was down at the due time) is not followed by the regular one within this.
-MIN_GAP_AFTER_LATE_DIGEST = timedelta(hours=6)
-
-
-def _following_send_time(subscriber: Subscriber, *, scheduled: datetime, now: datetime) -> datetime | None:
-    """The send time after this one. Forward from the later of now and the due time: a subscriber
-    missed for days gets one digest now, not one per missed day, and not a second one minutes later
-    because the regular time happens to be near."""
-    schedule = {
-        "frequency": subscriber.frequency,
-        "weekday": subscriber.weekday,
-        "hour": subscriber.send_hour,
-        "tz": subscriber.timezone,
-    }
-    following = next_send_time(**schedule, after=max(now, scheduled))
-    if following is not None and following - now < MIN_GAP_AFTER_LATE_DIGEST:
-        following = next_send_time(**schedule, after=following)
-    return following
-
-
-def _dispatch_chunk(subscriber_ids: list[int], now: datetime) -> list[int]:
-    with transaction.atomic():
-        # Re-check "due" under the row lock: a second dispatcher skips what the first one holds.
-        subscribers = list(
-            Subscriber.objects.select_for_update(skip_locked=True)
-            .filter(id__in=subscriber_ids, status=Subscriber.Status.ACTIVE, next_send_at__lte=now)
-            .exclude(frequency=Subscriber.Frequency.OFF)
-        )
-        if not subscribers:
-            return []
-        deliveries = []
-        for subscriber in subscribers:
-            scheduled = subscriber.next_send_at
-            deliveries.append(
-                Delivery(
-                    subscriber=subscriber,
-                    period=period_key(
-                        frequency=subscriber.frequency, scheduled_for=scheduled, tz=subscriber.timezone
-                    ),
-                    scheduled_for=scheduled,
-                    window_start=window_start(subscriber=subscriber, now=now),
-                    window_end=now,
-                    queued_at=now,
-                )
-            )
-            subscriber.next_send_at = _following_send_time(subscriber, scheduled=scheduled, now=now)
-        # A period that already has its digest (schedule edited the same day) gets no second one.
-        Delivery.objects.bulk_create(deliveries, ignore_conflicts=True)
-        created = dict(
-            Delivery.objects.filter(
-                subscriber_id__in=[s.pk for s in subscribers], window_end=now, status=Delivery.Status.PENDING
-            ).values_list("subscriber_id", "id")
-        )
-        for subscriber in subscribers:
-            if subscriber.pk in created:
-                subscriber.last_digest_at = now
-        _schedules_save(subscribers)
-    return sorted(created.values())
-
-
-_MOVE_SCHEDULES = (
-    f"UPDATE {Subscriber._meta.db_table} AS s "
-    "SET next_send_at = v.next_send_at, last_digest_at = v.last_digest_at "
-    "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS v(id, next_send_at, last_digest_at) "
-    "WHERE s.id = v.id"
-)
-
-
-def _schedules_save(subscribers: list[Subscriber]) -> None:
-    """Store the chunk's moved schedules. On PostgreSQL as one UPDATE from column arrays:
-    bulk_update() builds a CASE expression per row and field, two thirds of the dispatch time."""
-    if db_connection.vendor != "postgresql":
-        Subscriber.objects.bulk_update(subscribers, ["next_send_at", "last_digest_at"])
-        return
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            _MOVE_SCHEDULES,
-            [
-                [s.pk for s in subscribers],
-                [s.next_send_at for s in subscribers],
-                [s.last_digest_at for s in subscribers],
-            ],
-        )
 
 
 # --- claim and send --------------------------------------------------------------------------
@@ -237,16 +115,17 @@ def deliveries_send(*, delivery_ids: Sequence[int], now: datetime | None = None)
     if not claimed:
         return result
     live = _drop_unreachable(claimed, result)
-    contents = digests_build(deliveries=live, now=now)
+    built = digests_build(deliveries=live, now=now)
     outgoing = []
-    items = DigestItems(topic_names()) if contents else None
-    for content in contents:
-        message = _message_for(content, items)
-        if message is None:
-            _finish(content.delivery, Delivery.Status.SKIPPED, "nothing new to send")
-            result.skipped.append(content.delivery.pk)
+    rows = PaperRowCache() if built else None
+    for digest in built:
+        if not _worth_sending(digest):
+            _finish(digest.delivery, Delivery.Status.SKIPPED, "nothing new to send")
+            result.skipped.append(digest.delivery.pk)
         else:
-            outgoing.append((content.delivery, message))
+            message = digest_email(delivery=digest.delivery, picks=digest.picks, rows=rows)
+            kind = Delivery.Kind.DIGEST if digest.picks else Delivery.Kind.EMPTY
+            outgoing.append(Outgoing(digest.delivery, message, kind))
     if outgoing:
         _send_all(outgoing, result)
     return result
@@ -254,11 +133,7 @@ def deliveries_send(*, delivery_ids: Sequence[int], now: datetime | None = None)
 
 def _drop_unreachable(deliveries: list[Delivery], result: SendResult) -> list[Delivery]:
     """Subscribers who left or were suppressed after the dispatch get nothing."""
-    suppressed = set(
-        Suppression.objects.filter(email__in=[d.subscriber.email for d in deliveries]).values_list(
-            "email", flat=True
-        )
-    )
+    suppressed = emails_suppressed([d.subscriber.email for d in deliveries])
     live = []
     for delivery in deliveries:
         if delivery.subscriber.status != Subscriber.Status.ACTIVE or delivery.subscriber.email in suppressed:
@@ -269,29 +144,19 @@ def _drop_unreachable(deliveries: list[Delivery], result: SendResult) -> list[De
     return live
 
 
-def _message_for(content: DigestContent, items: DigestItems):
-    delivery, subscriber = content.delivery, content.delivery.subscriber
-    html = subscriber.email_format == Subscriber.Format.HTML
-    if content.picks:
-        rendered, values = digest_email_parts(content, items)
-        return build_email(
-            "digest",
-            to=subscriber.email,
-            context={},
-            unsubscribe_url=values["unsubscribe_url"],
-            rendered=rendered,
-        )
-    if (
-        subscriber.frequency == Subscriber.Frequency.WEEKLY
-        and subscriber.notify_empty
-        and delivery.kind != Delivery.Kind.TEST
-    ):
-        Delivery.objects.filter(pk=delivery.pk).update(kind=Delivery.Kind.EMPTY)
-        values = digest_values(delivery=delivery, subscriber=subscriber, count=0)
-        return build_email(
-            "empty", to=subscriber.email, context=values, unsubscribe_url=values["unsubscribe_url"], html=html
-        )
-    return None
+def _worth_sending(digest: DeliveryPicks) -> bool:
+    """A digest with papers, or the "nothing new this week" notice for those who asked for it."""
+    subscriber = digest.delivery.subscriber
+    return bool(digest.picks) or (
+        subscriber.frequency == Subscriber.Frequency.WEEKLY and subscriber.notify_empty
+    )
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    delivery: Delivery
+    message: EmailMultiAlternatives
+    kind: str  # recorded with the SENT mark: a digest, or the empty notice
 
 
 @contextmanager
@@ -309,15 +174,16 @@ def _outcome_writes() -> Iterator[None]:
             cursor.execute("RESET synchronous_commit")
 
 
-def _send_all(outgoing: list[tuple[Delivery, object]], result: SendResult) -> None:
+def _send_all(outgoing: list[Outgoing], result: SendResult) -> None:
     with _outcome_writes():
         _send_over_one_connection(outgoing, result)
 
 
-def _send_over_one_connection(outgoing: list[tuple[Delivery, object]], result: SendResult) -> None:
+def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult) -> None:
     connection = get_connection()
     try:
-        for index, (delivery, message) in enumerate(outgoing):
+        for index, item in enumerate(outgoing):
+            delivery, message = item.delivery, item.message
             started = time.monotonic()
             try:
                 # Open explicitly: send_messages() closes a connection it opened itself, which would
@@ -331,11 +197,12 @@ def _send_over_one_connection(outgoing: list[tuple[Delivery, object]], result: S
                 if error.connection_lost:
                     connection.close()
                     # The server is unreachable or refuses us: the rest of the chunk waits too.
-                    for rest, _ in outgoing[index + 1 :]:
-                        _record_failure(rest, SendError(f"not attempted: {error}", permanent=False), result)
+                    for rest in outgoing[index + 1 :]:
+                        not_attempted = SendError(f"not attempted: {error}", permanent=False)
+                        _record_failure(rest.delivery, not_attempted, result)
                     return
                 continue
-            _mark_sent(delivery, message.extra_headers.get("Message-ID", ""))
+            _mark_sent(delivery, message.extra_headers.get("Message-ID", ""), item.kind)
             result.sent.append(delivery.pk)
             _log_attempt(delivery, "sent", started)
     finally:
@@ -343,17 +210,25 @@ def _send_over_one_connection(outgoing: list[tuple[Delivery, object]], result: S
 
 
 _MARK_SENT = (
-    f"UPDATE {Delivery._meta.db_table} SET status = %s, sent_at = %s, message_id = %s, last_error = '' "
+    f"UPDATE {Delivery._meta.db_table} "
+    "SET status = %s, sent_at = %s, message_id = %s, kind = %s, last_error = '' "
     "WHERE id = %s AND status = %s"
 )
 
 
-def _mark_sent(delivery: Delivery, message_id: str) -> None:
+def _mark_sent(delivery: Delivery, message_id: str, kind: str) -> None:
     # The one write per email, so plain SQL: QuerySet.update() costs as much again in Python.
     with db_connection.cursor() as cursor:
         cursor.execute(
             _MARK_SENT,
-            [Delivery.Status.SENT, timezone.now(), message_id[:255], delivery.pk, Delivery.Status.SENDING],
+            [
+                Delivery.Status.SENT,
+                timezone.now(),
+                message_id[:255],
+                kind,
+                delivery.pk,
+                Delivery.Status.SENDING,
+            ],
         )
 
 
@@ -383,39 +258,3 @@ def _log_attempt(delivery: Delivery, outcome: str, started: float, error: str = 
         (time.monotonic() - started) * 1000,
         f" error={error!r}" if error else "",
     )
-
-
-# --- sweeper ---------------------------------------------------------------------------------
-
-
-def deliveries_sweep(*, now: datetime | None = None, chunk_size: int | None = None) -> list[list[int]]:
-    """Re-drive deliveries that a dead worker or a lost queue message left behind.
-
-    SENDING for longer than NEWSLETTER_STALE_CLAIM: the worker died mid-chunk; back to PENDING (or
-    FAILED when out of attempts). PENDING and not queued for NEWSLETTER_STALE_PENDING: the task was
-    lost (broker restarted); queue it again. Returns the id chunks to queue.
-    """
-    now = now or timezone.now()
-    chunk_size = chunk_size or settings.NEWSLETTER_CHUNK_SIZE
-    with transaction.atomic():
-        stale = Delivery.objects.filter(
-            status=Delivery.Status.SENDING, claimed_at__lt=now - settings.NEWSLETTER_STALE_CLAIM
-        )
-        stale.filter(attempts__gte=settings.NEWSLETTER_MAX_ATTEMPTS).update(
-            status=Delivery.Status.FAILED, last_error="worker lost; out of attempts"
-        )
-        # Back to PENDING with queued_at cleared, so the query below queues them again right away.
-        stale.update(
-            status=Delivery.Status.PENDING, queued_at=None, last_error="worker lost while sending; re-driven"
-        )
-        never_picked_up = Q(queued_at__isnull=True) | Q(queued_at__lt=now - settings.NEWSLETTER_STALE_PENDING)
-        lost = list(
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(never_picked_up, status=Delivery.Status.PENDING)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
-        Delivery.objects.filter(id__in=lost).update(queued_at=now)
-    if lost:
-        logger.info("sweeper re-queued %s deliveries", len(lost))
-    return list(batched(lost, chunk_size))

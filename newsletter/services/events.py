@@ -17,13 +17,12 @@ import re
 from datetime import timedelta
 
 from anymail.signals import AnymailTrackingEvent, EventType
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from newsletter.models import Delivery, EmailEvent, Subscriber, Suppression
-from newsletter.services.subscription import email_normalize
-from newsletter.services.suppression import address_suppress
+from newsletter.models import Delivery, EmailEvent, Suppression
+from newsletter.services.addresses import address_suppress, email_key
+from newsletter.services.subscription import address_unsubscribe
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +62,6 @@ def bounce_kind(event: AnymailTrackingEvent) -> str:
     return "hard"
 
 
-def _recipient(raw: str) -> str:
-    # The same spelling the subscriber rows use (IDN domains in ASCII form), so an event for
-    # "Ann@Bücher.example" suppresses the row stored as "ann@xn--bcher-kva.example".
-    try:
-        return email_normalize(raw)
-    except ValidationError:
-        return raw.strip().lower()[:254]
-
-
 def event_store(*, event: AnymailTrackingEvent, esp_name: str) -> EmailEvent | None:
     """Record one webhook event; None for event types we ignore or an event already recorded."""
     if event.event_type not in HANDLED or not event.recipient:
@@ -82,7 +72,9 @@ def event_store(*, event: AnymailTrackingEvent, esp_name: str) -> EmailEvent | N
             return EmailEvent.objects.create(
                 event_id=_event_id(event, esp_name),
                 event_type=event.event_type,
-                email=_recipient(event.recipient),
+                # The spelling the subscriber rows use (IDN domains in ASCII form), so an event for
+                # "Ann@Bücher.example" suppresses the row stored as "ann@xn--bcher-kva.example".
+                email=email_key(event.recipient),
                 message_id=(event.message_id or "")[:255],
                 esp_name=esp_name[:32],
                 timestamp=event.timestamp,
@@ -114,10 +106,10 @@ def _apply(event: EmailEvent) -> None:
             address_suppress(email=email, reason=Suppression.Reason.SOFT_BOUNCES, detail=event.description)
     elif event.event_type == EventType.COMPLAINED:
         address_suppress(email=email, reason=Suppression.Reason.COMPLAINT, detail=event.description)
-        _unsubscribe(email)
+        address_unsubscribe(email=email)
     elif event.event_type == EventType.UNSUBSCRIBED:
         address_suppress(email=email, reason=Suppression.Reason.UNSUBSCRIBED, detail=event.description)
-        _unsubscribe(email)
+        address_unsubscribe(email=email)
     elif event.event_type == EventType.REJECTED:
         address_suppress(email=email, reason=Suppression.Reason.REJECTED, detail=event.description)
 
@@ -137,9 +129,3 @@ def _mark_bounced(email: str) -> None:
     )
     if latest:
         Delivery.objects.filter(pk=latest).update(bounced=True)
-
-
-def _unsubscribe(email: str) -> None:
-    Subscriber.objects.filter(email=email).exclude(status=Subscriber.Status.UNSUBSCRIBED).update(
-        status=Subscriber.Status.UNSUBSCRIBED, unsubscribed_at=timezone.now(), next_send_at=None
-    )

@@ -9,10 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from newsletter.models import Delivery, Subscriber, Suppression, new_token_key
-from newsletter.services.digest import DigestItems, digest_preview, digest_values, topic_names
-from newsletter.services.digest_render import digest_render
-from newsletter.services.emails import build_email
-from newsletter.services.suppression import address_suppress, address_unsuppress
+from newsletter.selectors import digest_preview
+from newsletter.services.addresses import address_suppress, address_unsuppress, emails_suppressed
+from newsletter.services.render import digest_email
 
 
 def deliveries_resend(*, delivery_ids: Sequence[int]) -> list[int]:
@@ -56,17 +55,26 @@ def digest_test_send(*, subscriber: Subscriber, to: str) -> int:
     now = timezone.now()
     picks = digest_preview(subscriber=subscriber, now=now)
     preview = Delivery(pk=0, subscriber=subscriber, scheduled_for=now)
-    values = digest_values(delivery=preview, subscriber=subscriber, count=len(picks))
-    # No delivery, so no web copy: "view in browser" opens the manage page and its live preview.
-    values["web_url"] = values["manage_url"]
-    names = topic_names()
-    rendered = digest_render(
-        items=DigestItems(names).items(picks),
-        values=values,
-        html=subscriber.email_format == Subscriber.Format.HTML,
-    )
-    rendered = type(rendered)(subject=f"[Test] {rendered.subject}", text=rendered.text, html=rendered.html)
-    message = build_email("digest", to=to, context={}, rendered=rendered)
+    message = digest_email(delivery=preview, picks=picks, to=to, test=True)
     with get_connection() as connection:
         connection.send_messages([message])
     return len(picks)
+
+
+# An admin action's batch: enough to check a template change on real readers, not a mailing.
+TEST_DIGESTS_MAX = 100
+
+
+def digests_test_send_to_subscribers(*, subscriber_ids: Sequence[int]) -> int:
+    """A test digest to each of these subscribers who is active and not suppressed (at most
+    TEST_DIGESTS_MAX). Returns how many were sent."""
+    subscribers = list(
+        Subscriber.objects.filter(id__in=subscriber_ids, status=Subscriber.Status.ACTIVE).order_by("id")[
+            :TEST_DIGESTS_MAX
+        ]
+    )
+    suppressed = emails_suppressed([s.email for s in subscribers])
+    reachable = [s for s in subscribers if s.email not in suppressed]
+    for subscriber in reachable:
+        digest_test_send(subscriber=subscriber, to=subscriber.email)
+    return len(reachable)

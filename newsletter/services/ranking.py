@@ -25,11 +25,12 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
 
-from newsletter.selectors import CandidatePaper
+from papers.selectors import CandidatePaper
 from papers.services.text import (
     N_FEATURES,
     PhraseSet,
@@ -41,6 +42,9 @@ from papers.services.text import (
     phrase_grams,
     tfidf,
 )
+
+if TYPE_CHECKING:
+    from newsletter.models import Subscriber
 
 WEIGHT_TOPIC = 3.0
 WEIGHT_SIMILARITY = 4.0
@@ -80,6 +84,17 @@ class Profile:
     @property
     def excluded(self) -> list[str]:
         return [p for p in _PHRASE_SPLIT.split(self.excluded_keywords) if content_tokens(p)]
+
+
+def profile_for(*, subscriber: Subscriber, since: datetime, topic_ids: Sequence[int]) -> Profile:
+    return Profile(
+        subscriber_id=subscriber.pk,
+        topic_ids=tuple(topic_ids),
+        interests=subscriber.interests,
+        excluded_keywords=subscriber.excluded_keywords,
+        limit=subscriber.papers_per_digest,
+        since=since,
+    )
 
 
 def _phrases(text: str) -> list[str]:

@@ -1,9 +1,15 @@
-"""Schedule math: when a subscriber's next digest is due, in their own time zone, DST-correct."""
+"""Schedules: when a subscriber's next digest is due (in their own time zone, DST-correct), and
+which papers it covers. The one home of the dispatch clock: the dispatcher, confirmation and
+preference changes all ask this module."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from newsletter.models import Subscriber
 
 DAILY = "daily"
 WEEKLY = "weekly"
@@ -47,3 +53,40 @@ def period_key(*, frequency: str, scheduled_for: datetime, tz: str) -> str:
         year, week, _ = local.isocalendar()
         return f"{year}-W{week:02d}"
     return local.isoformat()
+
+
+# A late digest (the service was down at the due time) is not followed by the regular one within this.
+MIN_GAP_AFTER_LATE_DIGEST = timedelta(hours=6)
+
+
+def subscriber_next_send(subscriber: Subscriber, *, after: datetime) -> datetime | None:
+    """The next send time after `after` under the subscriber's current preferences; None unless
+    they are subscribed and not paused."""
+    if subscriber.status != Subscriber.Status.ACTIVE:
+        return None
+    return next_send_time(
+        frequency=subscriber.frequency,
+        weekday=subscriber.weekday,
+        hour=subscriber.send_hour,
+        tz=subscriber.timezone,
+        after=after,
+    )
+
+
+def subscriber_send_after_digest(
+    subscriber: Subscriber, *, scheduled: datetime, now: datetime
+) -> datetime | None:
+    """The send time after the digest due at `scheduled` and dispatched at `now`. Forward from the
+    later of the two: a subscriber missed for days gets one digest now, not one per missed day, and
+    not a second one minutes later because the regular time happens to be near."""
+    following = subscriber_next_send(subscriber, after=max(now, scheduled))
+    if following is not None and following - now < MIN_GAP_AFTER_LATE_DIGEST:
+        following = subscriber_next_send(subscriber, after=following)
+    return following
+
+
+def window_start(*, subscriber: Subscriber, now: datetime) -> datetime:
+    """Papers ingested after this instant are candidates for the subscriber's next digest."""
+    if subscriber.last_digest_at is None:
+        return now - settings.NEWSLETTER_FIRST_DIGEST_WINDOW
+    return subscriber.last_digest_at - settings.NEWSLETTER_WINDOW_OVERLAP

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 import requests
 from django.conf import settings
-from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
 from django.utils import timezone
 
 from papers.models import Feed
@@ -72,18 +70,6 @@ def url_fetch(*, url: str, etag: str = "", last_modified: str = "") -> Fetched:
 
 def feed_url(feed: Feed) -> str:
     return feed.url.replace("{date}", timezone.now().date().isoformat())
-
-
-def feeds_due() -> list[int]:
-    """Ids of enabled feeds never fetched or whose interval has passed."""
-    interval = ExpressionWrapper(F("interval_minutes") * timedelta(minutes=1), output_field=DurationField())
-    # The application clock, not the database's NOW(): feed_fetch() stamps last_fetched_at with it.
-    now = Value(timezone.now(), output_field=DateTimeField())
-    return list(
-        Feed.objects.filter(enabled=True)
-        .filter(Q(last_fetched_at__isnull=True) | Q(last_fetched_at__lte=now - interval))
-        .values_list("id", flat=True)
-    )
 
 
 def feed_fetch(*, feed_id: int) -> IngestReport | None:

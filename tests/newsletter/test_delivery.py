@@ -15,13 +15,8 @@ from django.utils import timezone
 
 from newsletter.models import Delivery, DeliveryItem, Subscriber, Suppression
 from newsletter.selectors import subscribers_due
-from newsletter.services.delivery import (
-    deliveries_claim,
-    deliveries_send,
-    deliveries_sweep,
-    digests_dispatch,
-    digests_dispatch_iter,
-)
+from newsletter.services.delivery import deliveries_claim, deliveries_send
+from newsletter.services.dispatch import deliveries_sweep, digests_dispatch, digests_dispatch_iter
 from newsletter.services.schedule import next_send_time, period_key
 from newsletter.tasks import RETRY_BACKOFF_MAX, DeliveriesDeferred, dispatch_digests, send_digest_chunk
 from papers.models import Paper

@@ -9,24 +9,21 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from newsletter.models import Delivery, DeliveryItem, Subscriber
-from newsletter.selectors import papers_by_ids
-from newsletter.services.digest import (
+from newsletter.selectors import digest_preview
+from newsletter.services.digest import digests_build, picks_record, picks_record_portable
+from newsletter.services.ranking import Pick
+from newsletter.services.render import (
     ABSTRACT_CHARS,
     AUTHORS_SHOWN,
-    digest_item,
-    digest_preview,
+    PaperRowCache,
     digest_values,
-    digests_build,
     paper_url,
     period_label,
-    picks_record,
-    picks_record_portable,
-    topic_names,
-    window_start,
 )
-from newsletter.services.ranking import Pick
+from newsletter.services.schedule import window_start
 from newsletter.services.tokens import Purpose, token_delivery, token_subscriber
 from papers.models import Paper
+from papers.selectors import papers_by_ids, topic_names
 from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory, TopicFactory
 
 pytestmark = pytest.mark.django_db
@@ -293,17 +290,17 @@ def test_paper_and_code_urls_are_ascii() -> None:
         PaperFactory(url="https://example.org/papers/café résumé", github_url="https://github.com/zoë/repo")
     )
 
-    item = digest_item(Pick(paper=paper, score=1.0, reasons=("r",)), topic_names())
+    item = PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=("r",))])[0]
 
     assert item.url == "https://example.org/papers/caf%C3%A9%20r%C3%A9sum%C3%A9"
     assert item.code_urls == ["https://github.com/zo%C3%AB/repo"]
 
 
-def test_digest_item_shortens_long_author_lists_and_abstracts() -> None:
+def test_paper_row_shortens_long_author_lists_and_abstracts() -> None:
     authors = [f"Author {n}" for n in range(AUTHORS_SHOWN + 3)]
     paper = candidate(PaperFactory(authors=authors, abstract="word " * 400, github_url=""))
 
-    item = digest_item(Pick(paper=paper, score=1.0, reasons=("Because",)), topic_names())
+    item = PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=("Because",))])[0]
 
     assert item.authors == [", ".join(authors[:AUTHORS_SHOWN]) + " et al."]
     assert len(item.abstract) <= ABSTRACT_CHARS
@@ -312,10 +309,10 @@ def test_digest_item_shortens_long_author_lists_and_abstracts() -> None:
     assert item.reasons == ["Because"]
 
 
-def test_digest_item_without_authors() -> None:
+def test_paper_row_without_authors() -> None:
     paper = candidate(PaperFactory(authors=[]))
 
-    assert digest_item(Pick(paper=paper, score=1.0, reasons=()), topic_names()).authors == []
+    assert PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=())])[0].authors == []
 
 
 def test_period_label_is_local() -> None:
@@ -332,7 +329,7 @@ def test_digest_links_are_absolute_https_and_personal(settings) -> None:
     subscriber = SubscriberFactory()
     delivery = DeliveryFactory(subscriber=subscriber)
 
-    values = digest_values(delivery=delivery, subscriber=subscriber, count=1)
+    values = digest_values(delivery=delivery, count=1)
 
     for name in ("manage_url", "unsubscribe_url", "web_url"):
         assert values[name].startswith(settings.SITE_URL + "/")
@@ -343,4 +340,4 @@ def test_digest_links_are_absolute_https_and_personal(settings) -> None:
     assert token_subscriber(token=token, purpose=Purpose.MANAGE) is None
     assert token_delivery(token=values["web_url"].rstrip("/").rsplit("/", 1)[1]) == delivery
     assert values["count_label"] == "1 new paper"
-    assert digest_values(delivery=delivery, subscriber=subscriber, count=3)["count_label"] == "3 new papers"
+    assert digest_values(delivery=delivery, count=3)["count_label"] == "3 new papers"

@@ -23,11 +23,10 @@ from html.parser import HTMLParser
 import pytest
 from django.template.loader import render_to_string
 
-from newsletter.selectors import papers_by_ids
-from newsletter.services.digest import digest_item, topic_names
-from newsletter.services.digest_render import DIGEST_SCALARS, DigestItem, compiled_digest, digest_render
 from newsletter.services.emails import inline_css
 from newsletter.services.ranking import Pick
+from newsletter.services.render import DIGEST_SCALARS, PaperRow, PaperRowCache, compiled_digest, digest_render
+from papers.selectors import papers_by_ids, topic_names
 from tests.factories import PaperFactory
 
 XSS_TITLE = "<script>alert('xss')</script> & <img src=x onerror=alert(1)> \"quoted\""
@@ -50,7 +49,7 @@ def values(**overrides: str) -> dict[str, str]:
     return base | overrides
 
 
-def item(**fields) -> DigestItem:
+def item(**fields) -> PaperRow:
     base = {
         "title": "Efficient quantization of large language models",
         "url": "https://arxiv.org/abs/2401.00001",
@@ -60,15 +59,15 @@ def item(**fields) -> DigestItem:
         "topics": ["Efficiency & compression", "Language models"],
         "code_urls": ["https://github.com/example/quant"],
     }
-    return DigestItem(**(base | fields))
+    return PaperRow(**(base | fields))
 
 
-def slow(items: list[DigestItem], digest_values: dict[str, str]) -> str:
+def slow(items: list[PaperRow], digest_values: dict[str, str]) -> str:
     return inline_css(render_to_string("emails/digest.html", {**digest_values, "items": items}))
 
 
-def fast(items: list[DigestItem], digest_values: dict[str, str]) -> str:
-    return compiled_digest().render_html(items=items, values=digest_values)
+def fast(items: list[PaperRow], digest_values: dict[str, str]) -> str:
+    return compiled_digest().html.render(items=items, values=digest_values)
 
 
 class _Tokens(HTMLParser):
@@ -177,7 +176,7 @@ def test_compiled_text_and_subject_are_identical_to_the_template(name: str, temp
 
 @pytest.mark.django_db
 def test_fast_path_equals_template_path_for_items_built_from_papers() -> None:
-    """Real papers through digest_item: non-ASCII and spaces in URLs are percent-encoded first."""
+    """Real papers through PaperRowCache: non-ASCII and spaces in URLs are percent-encoded first."""
     papers = [
         PaperFactory(
             title="Ünïcode & <tags>",
@@ -189,7 +188,7 @@ def test_fast_path_equals_template_path_for_items_built_from_papers() -> None:
     ]
     names = topic_names()
     items = [
-        digest_item(Pick(paper=p, score=1.0, reasons=("Because",)), names)
+        PaperRowCache(names).rows([Pick(paper=p, score=1.0, reasons=("Because",))])[0]
         for p in papers_by_ids(ids=[p.pk for p in papers])
     ]
     digest_values = values()

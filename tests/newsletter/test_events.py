@@ -9,8 +9,8 @@ import pytest
 from django.test import Client
 
 from newsletter.models import EmailEvent, Subscriber, Suppression
-from newsletter.selectors import subscribers_due
-from newsletter.services.subscription import Outcome, Preferences, subscriber_subscribe
+from newsletter.selectors import Preferences, subscribers_due
+from newsletter.services.subscription import Answer, Outcome, subscriber_subscribe
 from tests.factories import DeliveryFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -186,8 +186,8 @@ def test_malformed_webhook_gets_a_clear_400(webhook, body: str) -> None:
 
 def test_suppressed_address_gets_no_confirmation_and_is_never_due(mailoutbox) -> None:
     Suppression.objects.create(email="gone@example.org", reason=Suppression.Reason.HARD_BOUNCE)
-    outcome = subscriber_subscribe(email="Gone@Example.org", preferences=Preferences())
-    assert outcome == Outcome.SUPPRESSED
+    answer = subscriber_subscribe(email="Gone@Example.org", preferences=Preferences())
+    assert answer == Answer(Outcome.SUPPRESSED)
     assert mailoutbox == []
     active = SubscriberFactory(email="gone2@example.org", next_send_at="2026-01-01T00:00:00Z")
     Suppression.objects.create(email="gone2@example.org", reason=Suppression.Reason.COMPLAINT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
-from newsletter.services.subscription import Preferences
+from newsletter.selectors import Preferences
 from tests.factories import SubscriberFactory, TopicFactory
 
 pytestmark = pytest.mark.django_db

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from newsletter.selectors import CandidatePaper, papers_candidates
-from newsletter.services.delivery import deliveries_send, digests_dispatch
-from newsletter.services.digest import topic_names
+from newsletter.services.delivery import deliveries_send
+from newsletter.services.dispatch import digests_dispatch
 from newsletter.services.ranking import CandidatePool, PhraseHits, Pick, Profile, rank
 from papers.models import Paper, Topic
+from papers.selectors import CandidatePaper, papers_candidates, topic_names
 from papers.services.text import content_tokens, phrase_columns
 from tests.factories import PaperFactory, SubscriberFactory
 
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.django_db
 
 def pool_now(*, since: datetime | None = None) -> CandidatePool:
     now = timezone.now()
-    return CandidatePool(papers_candidates(since=since or now - timedelta(days=1)), topic_names(), now)
+    return CandidatePool(
+        papers_candidates(since=since or now - timedelta(days=1), limit=1000), topic_names(), now
+    )
 
 
 def profile(

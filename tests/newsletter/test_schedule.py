@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from newsletter.models import Delivery, Subscriber
-from newsletter.services.delivery import digests_dispatch
+from newsletter.services.dispatch import digests_dispatch
 from newsletter.services.schedule import next_send_time, period_key
 from tests.factories import SubscriberFactory
 

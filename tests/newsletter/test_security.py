@@ -10,7 +10,8 @@ from django.test import Client
 from django.utils import timezone
 
 from newsletter.models import Delivery
-from newsletter.services.delivery import deliveries_send, digests_dispatch
+from newsletter.services.delivery import deliveries_send
+from newsletter.services.dispatch import digests_dispatch
 from newsletter.services.tokens import Purpose, token_make
 from tests.factories import PaperFactory, SubscriberFactory
 

@@ -12,7 +12,8 @@ import pytest
 import time_machine
 
 from papers.models import Feed, Paper
-from papers.services.fetch import USER_AGENT, FetchError, feed_fetch, feeds_due, url_fetch
+from papers.selectors import feeds_due
+from papers.services.fetch import USER_AGENT, FetchError, feed_fetch, url_fetch
 from papers.tasks import fetch_due_feeds
 from tests.papers.helpers import ARXIV_ATOM, ARXIV_ERROR, HF_JSON, listing_titles
 

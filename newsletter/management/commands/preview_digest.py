@@ -1,22 +1,15 @@
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from newsletter.models import Subscriber
-from newsletter.services.digest import (
-    DigestItems,
-    digest_item,
-    digest_preview,
-    interests_preview,
-    topic_names,
-)
-from newsletter.services.digest_render import digest_render
-from newsletter.services.ranking import Pick
-from newsletter.services.subscription import email_normalize
+from newsletter.models import Delivery, Subscriber
+from newsletter.selectors import digest_preview, interests_preview
+from newsletter.services.addresses import email_normalize
+from newsletter.services.render import digest_email, paper_url
 from papers.models import Topic
+from papers.selectors import topic_names
 
 
 class Command(BaseCommand):
@@ -40,8 +33,11 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1")
         if options["email"]:
             # The whole next digest unless --limit says otherwise (it may ask for more than it holds).
-            picks = self._subscriber_picks(options["email"], now, limit)
+            subscriber = self._subscriber(options["email"])
+            picks = digest_preview(subscriber=subscriber, now=now, limit=limit)
         else:
+            # An ad-hoc reader, never saved: its links lead nowhere, which is right for a preview.
+            subscriber = Subscriber(pk=0, email="preview@example.org")
             since = (
                 now - timedelta(days=options["days"]) if options["days"] else now - timedelta(days=365 * 100)
             )
@@ -60,14 +56,19 @@ class Command(BaseCommand):
                     "title": p.paper.title,
                     "score": p.score,
                     "reasons": list(p.reasons),
-                    "url": digest_item(p, names).url,
+                    "url": paper_url(p.paper),
                     "topics": [names[t] for t in p.paper.topic_ids if t in names],
                 }
                 for p in picks
             ]
             self.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False))
         elif options["format"] == "html":
-            self.stdout.write(self._html(picks, names))
+            preview = Delivery(pk=0, subscriber=subscriber, scheduled_for=now)
+            message = digest_email(delivery=preview, picks=picks, test=True)
+            html = [body for body, mimetype in message.alternatives if mimetype == "text/html"]
+            if not html:
+                raise CommandError("this subscriber gets plain-text digests; use --format text")
+            self.stdout.write(html[0])
         else:
             if not picks:
                 self.stdout.write("No paper qualifies.")
@@ -76,11 +77,11 @@ class Command(BaseCommand):
                 for reason in pick.reasons:
                     self.stdout.write(f"      - {reason}")
 
-    def _subscriber_picks(self, email: str, now: datetime, limit: int | None) -> list[Pick]:
+    def _subscriber(self, email: str) -> Subscriber:
         subscriber = Subscriber.objects.filter(email=email_normalize(email)).first()
         if subscriber is None:
             raise CommandError(f"no subscriber with address {email}")
-        return digest_preview(subscriber=subscriber, now=now, limit=limit)
+        return subscriber
 
     def _topic_ids(self, slugs: str) -> list[int]:
         wanted = [s.strip() for s in slugs.split(",") if s.strip()]
@@ -90,18 +91,3 @@ class Command(BaseCommand):
             valid = ", ".join(Topic.objects.values_list("slug", flat=True))
             raise CommandError(f"unknown topic(s): {', '.join(unknown)}. Valid: {valid}")
         return list(found.values())
-
-    def _html(self, picks, names) -> str:
-        site = settings.SITE_URL
-        values = {
-            "intro": "Preview of a digest (links in the footer are not personal).",
-            "count_label": f"{len(picks)} new papers",
-            "period_label": "preview",
-            "email": "you@example.org",
-            "frequency_label": "daily",
-            "manage_url": f"{site}/manage/",
-            "unsubscribe_url": f"{site}/manage/",
-            "web_url": f"{site}/",
-            "site_url": site,
-        }
-        return digest_render(items=DigestItems(names).items(picks), values=values, html=True).html

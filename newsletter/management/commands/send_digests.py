@@ -1,18 +1,17 @@
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import transaction
 from django.utils import timezone
 
 from newsletter.models import Subscriber
-from newsletter.selectors import subscribers_due
-from newsletter.services.delivery import deliveries_send, deliveries_sweep, digests_dispatch
-from newsletter.services.digest import digest_preview
-from newsletter.tasks import send_digest_chunk
+from newsletter.selectors import digest_preview, subscribers_due
+from newsletter.services.delivery import deliveries_send
+from newsletter.services.dispatch import dispatch_round
+from newsletter.tasks import chunks_queue
 
 
 class Command(BaseCommand):
     help = (
-        "Run the digest dispatcher once: create deliveries for every due subscriber and queue them "
-        "for the Celery workers (or send them here with --now)."
+        "Run the digest dispatcher and the sweeper once: create deliveries for every due subscriber "
+        "and queue them for the Celery workers (or send them here with --now)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -22,24 +21,20 @@ class Command(BaseCommand):
     def handle(self, *args, now: bool, dry_run: bool, **options) -> None:
         if dry_run:
             self._dry_run()
-            return
-        chunks = digests_dispatch() + deliveries_sweep()
-        total = sum(len(c) for c in chunks)
-        if not now:
-            for chunk in chunks:
-                transaction.on_commit(lambda chunk=chunk: send_digest_chunk.delay(chunk))
-            self.stdout.write(f"queued {total} deliveries in {len(chunks)} chunk(s)")
-            return
+        elif now:
+            self._send_here()
+        else:
+            self.stdout.write(f"queued {chunks_queue(dispatch_round())} deliveries")
+
+    def _send_here(self) -> None:
         sent = failed = deferred = skipped = 0
-        for chunk in chunks:
+        for chunk in dispatch_round():
             result = deliveries_send(delivery_ids=chunk)
             sent += len(result.sent)
             failed += len(result.failed)
             deferred += len(result.deferred)
             skipped += len(result.skipped)
-        self.stdout.write(
-            f"{sent} sent, {skipped} skipped (nothing new), {failed} failed, {deferred} deferred"
-        )
+        self.stdout.write(f"{sent} sent, {skipped} skipped, {failed} failed, {deferred} deferred")
 
     def _dry_run(self) -> None:
         now = timezone.now()

@@ -1,4 +1,8 @@
-"""Fast digest rendering: templates and premailer run once per worker process, not once per email.
+"""Step 3 of the pipeline: render. How a digest reads: the rows of its papers, its links and labels,
+and the one entry point that turns a delivery's picks into an email (`digest_email`) or into the
+"view in browser" page (`digest_web_context`), with the same values.
+
+Fast rendering: templates and premailer run once per worker process, not once per email.
 
 premailer costs milliseconds per email and Django's template engine about one more, which together
 would cap a worker at a few hundred digests per second. So `CompiledTemplate` renders a digest
@@ -17,14 +21,28 @@ tests/newsletter/test_digest_render.py holds the two paths together.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from urllib.parse import quote_plus
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.utils.encoding import iri_to_uri
 from django.utils.html import escape
 
-from newsletter.services.emails import RenderedEmail, inline_css, single_line
+from newsletter.models import Delivery, Subscriber
+from newsletter.selectors import picks_recorded
+from newsletter.services.emails import RenderedEmail, build_email, inline_css, single_line
+from newsletter.services.ranking import Pick
+from newsletter.services.tokens import Purpose, link
 from newsletter.templatetags.digest_fragments import COMPILING
+from papers.selectors import CandidatePaper, topic_names
+
+ABSTRACT_CHARS = 420
+AUTHORS_SHOWN = 6
 
 # Fragments inside a paper, each filled from one list of the item.
 _ITEM_LISTS = {
@@ -51,8 +69,8 @@ def _slot(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class DigestItem:
-    """One paper as the digest templates see it."""
+class PaperRow:
+    """One paper as the digest templates see it (`items` in their context)."""
 
     title: str
     url: str
@@ -112,7 +130,7 @@ class Segments:
 
 class CompiledTemplate:
     def __init__(self, template_name: str, *, html: bool) -> None:
-        sample = DigestItem(
+        sample = PaperRow(
             title=_placeholder("title"),
             url=_placeholder("url"),
             abstract=_placeholder("abstract"),
@@ -135,7 +153,7 @@ class CompiledTemplate:
         self.shell = Segments.parse(rendered)
         self._papers: dict[tuple, Segments] = {}
 
-    def _paper(self, item: DigestItem, paper: Segments) -> Segments:
+    def _paper(self, item: PaperRow, paper: Segments) -> Segments:
         """The paper fragment with everything but position and reasons filled in, cached by content
         (so it is never stale: a changed paper is a new key)."""
         key = (item.title, item.url, item.abstract, *item.authors, "\0", *item.topics, "\0", *item.code_urls)
@@ -159,7 +177,7 @@ class CompiledTemplate:
         fragment = self.fragments[name]
         return "".join(fragment.fill({_placeholder(name): self.escape(v)}) for v in values)
 
-    def render(self, *, items: list[DigestItem], values: dict[str, str]) -> str:
+    def render(self, *, items: list[PaperRow], values: dict[str, str]) -> str:
         escape_ = self.escape
         papers = []
         paper = self.fragments.get("paper")
@@ -174,26 +192,23 @@ class CompiledTemplate:
 
 
 @dataclass(frozen=True)
-class CompiledDigest:
+class DigestTemplates:
     subject: CompiledTemplate
     text: CompiledTemplate
     html: CompiledTemplate
 
-    def render_html(self, *, items: list[DigestItem], values: dict[str, str]) -> str:
-        return self.html.render(items=items, values=values)
-
 
 @lru_cache(maxsize=1)
-def compiled_digest() -> CompiledDigest:
+def compiled_digest() -> DigestTemplates:
     """One compilation per process. Restart workers after editing the digest templates."""
-    return CompiledDigest(
+    return DigestTemplates(
         subject=CompiledTemplate("emails/digest.subject.txt", html=False),
         text=CompiledTemplate("emails/digest.txt", html=False),
         html=CompiledTemplate("emails/digest.html", html=True),
     )
 
 
-def digest_render(*, items: list[DigestItem], values: dict[str, str], html: bool) -> RenderedEmail:
+def digest_render(*, items: list[PaperRow], values: dict[str, str], html: bool) -> RenderedEmail:
     """Subject, text and (if wanted) HTML of one digest, from the compiled templates."""
     compiled = compiled_digest()
     items = [item if item.number else replace(item, number=str(n)) for n, item in enumerate(items, start=1)]
@@ -202,3 +217,140 @@ def digest_render(*, items: list[DigestItem], values: dict[str, str], html: bool
         text=compiled.text.render(items=items, values=values),
         html=compiled.html.render(items=items, values=values) if html else None,
     )
+
+
+# --- the rows of a digest --------------------------------------------------------------------
+
+
+def paper_url(paper: CandidatePaper) -> str:
+    if paper.url:
+        # Feeds may give IRIs (non-ASCII, spaces). Percent-encoded, the link is the same in every
+        # mail client, and the fast HTML path matches the template path (lxml would encode it there).
+        return iri_to_uri(paper.url)
+    # Listings carry no link; an arXiv title search finds the paper.
+    return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(paper.title)}"
+
+
+def authors_line(authors: list[str]) -> list[str]:
+    if not authors:
+        return []
+    shown = ", ".join(authors[:AUTHORS_SHOWN])
+    return [shown + (" et al." if len(authors) > AUTHORS_SHOWN else "")]
+
+
+def shorten(text: str, limit: int) -> str:
+    """Cut at a word boundary and add an ellipsis (Truncator does the same, a hundred times slower)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def _paper_row(paper: CandidatePaper, names: dict[int, str]) -> PaperRow:
+    return PaperRow(
+        title=paper.title,
+        url=paper_url(paper),
+        abstract=shorten(paper.abstract, ABSTRACT_CHARS),
+        authors=authors_line(paper.authors),
+        topics=[names[t] for t in paper.topic_ids if t in names],
+        code_urls=[iri_to_uri(paper.github_url)] if paper.github_url else [],
+    )
+
+
+class PaperRowCache:
+    """Rows for the digests of a chunk: what depends on the paper alone is built once per paper,
+    however many digests carry it; reasons and position are each digest's own."""
+
+    def __init__(self, names: dict[int, str] | None = None) -> None:
+        self.names = topic_names() if names is None else names
+        self._rows: dict[int, PaperRow] = {}
+
+    def rows(self, picks: Sequence[Pick]) -> list[PaperRow]:
+        result = []
+        for number, pick in enumerate(picks, start=1):
+            row = self._rows.get(pick.paper.id)
+            if row is None:
+                row = self._rows[pick.paper.id] = _paper_row(pick.paper, self.names)
+            result.append(replace(row, reasons=list(pick.reasons), number=str(number)))
+        return result
+
+
+# --- the values around them ------------------------------------------------------------------
+
+
+def count_label(count: int) -> str:
+    return f"{count} new paper" if count == 1 else f"{count} new papers"
+
+
+def period_label(delivery: Delivery, subscriber: Subscriber) -> str:
+    local = delivery.scheduled_for.astimezone(ZoneInfo(subscriber.timezone))
+    day = f"{local:%A} {local.day} {local:%B}"
+    return f"week of {day}" if subscriber.frequency == Subscriber.Frequency.WEEKLY else day
+
+
+def digest_values(*, delivery: Delivery, count: int, test: bool = False) -> dict[str, str]:
+    """The per-email values of the digest and empty-notice templates (links, labels).
+
+    A test digest has no delivery row, so no web copy: "view in browser" opens the manage page,
+    whose live preview shows the same papers."""
+    subscriber = delivery.subscriber
+    frequency = "weekly" if subscriber.frequency == Subscriber.Frequency.WEEKLY else "daily"
+    manage_url = link(subscriber=subscriber, purpose=Purpose.MANAGE)
+    return {
+        "intro": f"{count_label(count)} matched your topics and interests since your last digest.",
+        "count_label": count_label(count),
+        "period_label": period_label(delivery, subscriber),
+        "email": subscriber.email,
+        "frequency_label": frequency,
+        "manage_url": manage_url,
+        "unsubscribe_url": link(subscriber=subscriber, purpose=Purpose.UNSUBSCRIBE),
+        "web_url": manage_url
+        if test
+        else link(subscriber=subscriber, purpose=Purpose.DIGEST, object_id=delivery.pk),
+        "site_url": settings.SITE_URL,
+    }
+
+
+# --- the entry points ------------------------------------------------------------------------
+
+
+def digest_email(
+    *,
+    delivery: Delivery,
+    picks: Sequence[Pick],
+    rows: PaperRowCache | None = None,
+    to: str | None = None,
+    test: bool = False,
+) -> EmailMultiAlternatives:
+    """The email for a delivery's picks: the digest, or the "nothing new" notice when there are none.
+
+    `rows` shares paper rows across a chunk. A test digest (`test=True`, from the admin) goes to
+    `to`, says "[Test]" in its subject and carries no List-Unsubscribe: its reader is an operator.
+    """
+    subscriber = delivery.subscriber
+    html = subscriber.email_format == Subscriber.Format.HTML
+    values = digest_values(delivery=delivery, count=len(picks), test=test)
+    unsubscribe_url = None if test else values["unsubscribe_url"]
+    if not picks:
+        return build_email(
+            "empty", to=to or subscriber.email, context=values, unsubscribe_url=unsubscribe_url, html=html
+        )
+    rendered = digest_render(items=(rows or PaperRowCache()).rows(picks), values=values, html=html)
+    if test:
+        rendered = replace(rendered, subject=f"[Test] {rendered.subject}")
+    return build_email(
+        "digest", to=to or subscriber.email, context={}, unsubscribe_url=unsubscribe_url, rendered=rendered
+    )
+
+
+def digest_web_context(*, delivery: Delivery) -> dict:
+    """Template context of the "view in browser" page: the recorded picks, the email's values."""
+    picks = picks_recorded(delivery_ids=[delivery.pk]).get(delivery.pk, [])
+    return {
+        **digest_values(delivery=delivery, count=len(picks)),
+        "delivery": delivery,
+        "items": PaperRowCache().rows(picks),
+    }

@@ -1,0 +1,75 @@
+"""Reads of papers, topics and feeds. Each is one query (or two), never one per paper."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
+from django.utils import timezone
+
+from papers.models import Feed, Paper, PaperTopic, Topic
+
+
+@dataclass(frozen=True)
+class CandidatePaper:
+    """What ranking and the digest need of a paper: plain values, no model instance."""
+
+    id: int
+    title: str
+    abstract: str
+    authors: list[str]
+    url: str
+    upvotes: int | None
+    github_stars: int | None
+    github_url: str
+    ingested_at: datetime
+    published_at: datetime | None
+    topic_ids: tuple[int, ...]
+
+
+_CANDIDATE_FIELDS = (
+    "id", "title", "abstract", "authors", "url", "upvotes", "github_stars", "github_url",
+    "ingested_at", "published_at",
+)  # fmt: skip
+
+
+def papers_candidates(*, since: datetime, until: datetime | None = None, limit: int) -> list[CandidatePaper]:
+    """Papers ingested after `since` (newest first, at most `limit`), with their topic ids: two queries."""
+    queryset = Paper.objects.filter(ingested_at__gt=since)
+    if until is not None:
+        queryset = queryset.filter(ingested_at__lte=until)
+    rows = list(queryset.order_by("-ingested_at", "-id").values_list(*_CANDIDATE_FIELDS)[:limit])
+    return _with_topics(rows)
+
+
+def papers_by_ids(*, ids: Sequence[int]) -> list[CandidatePaper]:
+    rows = list(Paper.objects.filter(id__in=ids).values_list(*_CANDIDATE_FIELDS))
+    return _with_topics(rows)
+
+
+def _with_topics(rows: list[tuple]) -> list[CandidatePaper]:
+    topics: dict[int, list[int]] = defaultdict(list)
+    for paper_id, topic_id in PaperTopic.objects.filter(paper_id__in=[r[0] for r in rows]).values_list(
+        "paper_id", "topic_id"
+    ):
+        topics[paper_id].append(topic_id)
+    return [CandidatePaper(*row, topic_ids=tuple(sorted(topics[row[0]]))) for row in rows]
+
+
+def topic_names() -> dict[int, str]:
+    return dict(Topic.objects.values_list("id", "name"))
+
+
+def feeds_due() -> list[int]:
+    """Ids of enabled feeds never fetched or whose interval has passed."""
+    interval = ExpressionWrapper(F("interval_minutes") * timedelta(minutes=1), output_field=DurationField())
+    # The application clock, not the database's NOW(): feed_fetch() stamps last_fetched_at with it.
+    now = Value(timezone.now(), output_field=DateTimeField())
+    return list(
+        Feed.objects.filter(enabled=True)
+        .filter(Q(last_fetched_at__isnull=True) | Q(last_fetched_at__lte=now - interval))
+        .values_list("id", flat=True)
+    )
