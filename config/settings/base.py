@@ -113,7 +113,7 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_OUTBOX_DIR = Path(env("EMAIL_OUTBOX_DIR", default=str(BASE_DIR / "var" / "outbox")))
 # List-Id header value; identifies this list to mail filters.
 NEWSLETTER_LIST_ID = env("NEWSLETTER_LIST_ID", default="Paper Digest <digest.localhost>")
-# Optional DKIM signing: both set, or neither.
+# Optional DKIM signing: set all three (selector, domain, key file), or none.
 DKIM_SELECTOR = env("DKIM_SELECTOR", default="")
 DKIM_DOMAIN = env("DKIM_DOMAIN", default="")
 DKIM_PRIVATE_KEY_PATH = env("DKIM_PRIVATE_KEY_PATH", default="")

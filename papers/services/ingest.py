@@ -47,10 +47,6 @@ class IngestReport:
         self.rejected += other.rejected
         self.errors += other.errors
 
-    @property
-    def total(self) -> int:
-        return self.created + self.updated + self.unchanged + len(self.rejected)
-
 
 _TEXT_FIELDS = {"title", "abstract"}
 
