@@ -14,8 +14,9 @@ from django.conf import settings
 from django.core.mail import get_connection
 
 from newsletter.models import Delivery, DeliveryItem, Subscriber
+from newsletter.services.digest_templates import PaperRow
 from newsletter.services.emails import build_email, render_email
-from newsletter.services.render import PaperRow, digest_values
+from newsletter.services.render import digest_values
 from newsletter.services.tokens import Purpose, link
 from papers.models import Paper
 from papers.services.text import paper_text, vectorize

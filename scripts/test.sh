@@ -15,4 +15,5 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-logo  # the layers in pyproject.toml ([tool.importlinter])
 .venv/bin/python -m pytest "$@"

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from newsletter.models import Delivery
 from newsletter.services.delivery import deliveries_send
+from newsletter.services.digest_templates import digest_render
 from newsletter.services.dispatch import digests_dispatch
 from newsletter.services.emails import RenderedEmail, _dkim_key, build_email, render_email
-from newsletter.services.render import digest_render
 from newsletter.services.tokens import Purpose, token_subscriber
 from tests.factories import PaperFactory, SubscriberFactory
 
