@@ -139,8 +139,10 @@ class Delivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Last time a task was queued for it; the sweeper re-queues pending rows queued long ago.
+    # When the delivery's current task was due to run: set by the dispatcher, and pushed to the retry
+    # time when a send is deferred. The sweeper re-queues a PENDING row only well past it.
     queued_at = models.DateTimeField(null=True, blank=True)
+    # When a worker claimed it, renewed while that worker sends (the lease; see services/outcomes.py).
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
@@ -154,6 +156,12 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="delivery_status_idx"),
             models.Index(fields=["sent_at"], name="delivery_sent_idx"),
+            # The sweeper's two queries, every minute: only the few unfinished rows are indexed.
+            models.Index(
+                fields=["status", "claimed_at", "queued_at"],
+                condition=models.Q(status__in=["pending", "sending"]),
+                name="delivery_unfinished_idx",
+            ),
         ]
         verbose_name_plural = "deliveries"
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Iterable
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError
+from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from newsletter.selectors import Preferences
 from newsletter.services.delivery import deliveries_send
@@ -57,18 +60,27 @@ def sweep_deliveries() -> None:
     chunks_queue(deliveries_sweep())
 
 
+# The database or the broker went away for a moment (a restart, a failover): the chunk is retried
+# within seconds, not left for the sweeper. Bounded: 1, 2, 4, ... 30 s, about 3 minutes in all.
+CONNECTION_ERRORS = (DatabaseError, KombuOperationalError, RedisConnectionError)
+CONNECTION_RETRY_MAX = 30
+CONNECTION_RETRIES = 10
+
+
 # Safe with acks_late: a redelivered chunk only claims deliveries still PENDING.
-@shared_task(
-    autoretry_for=(DeliveriesDeferred,),
-    retry_backoff=RETRY_BACKOFF,
-    retry_backoff_max=RETRY_BACKOFF_MAX,
-    retry_jitter=True,
-    max_retries=settings.NEWSLETTER_MAX_ATTEMPTS,
-)
-def send_digest_chunk(delivery_ids: list[int]) -> None:
-    result = deliveries_send(delivery_ids=delivery_ids)
+@shared_task(bind=True, max_retries=settings.NEWSLETTER_MAX_ATTEMPTS + CONNECTION_RETRIES)
+def send_digest_chunk(self: Task, delivery_ids: list[int]) -> None:
+    try:
+        result = deliveries_send(delivery_ids=delivery_ids)
+    except CONNECTION_ERRORS as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, CONNECTION_RETRY_MAX)) from exc
     if result.deferred:
-        raise DeliveriesDeferred(f"{len(result.deferred)} deliveries deferred")
+        # Due when the deliveries' own retry time comes (services/outcomes.retry_delay); deliveries
+        # released after a database error are due at once.
+        countdown = max((result.retry_at - timezone.now()).total_seconds(), 1) if result.retry_at else 1
+        raise self.retry(
+            exc=DeliveriesDeferred(f"{len(result.deferred)} deliveries deferred"), countdown=countdown
+        )
 
 
 def queue_answer_email(answer: Answer) -> None:

@@ -136,11 +136,16 @@ NEWSLETTER_MAX_CANDIDATES = env.int("NEWSLETTER_MAX_CANDIDATES", default=5000)
 # Ingest commits after it stamps ingested_at; windows overlap by this much so no paper falls between
 # two digests. Papers already sent are excluded, so the overlap never repeats one.
 NEWSLETTER_WINDOW_OVERLAP = timedelta(minutes=env.int("NEWSLETTER_WINDOW_OVERLAP_MINUTES", default=15))
-# A delivery claimed this long ago by a worker that never finished is re-driven by the sweeper.
-NEWSLETTER_STALE_CLAIM = timedelta(minutes=env.int("NEWSLETTER_STALE_CLAIM_MINUTES", default=15))
-# A pending delivery this old was never picked up (queue lost, broker down): the sweeper re-queues it.
-NEWSLETTER_STALE_PENDING = timedelta(minutes=env.int("NEWSLETTER_STALE_PENDING_MINUTES", default=10))
-# First retry delay of a chunk with deferred deliveries; doubles per retry up to 10 minutes.
+# A worker holds its claim on a chunk for this long and renews it every quarter of it while it sends;
+# the sweeper hands a claim that was not renewed (its worker died) back to PENDING.
+NEWSLETTER_CLAIM_LEASE = timedelta(seconds=env.int("NEWSLETTER_CLAIM_LEASE_SECONDS", default=60))
+# A pending delivery whose task should have run this long ago was lost (broker restarted, queueing
+# failed): the sweeper queues it again. A deferred delivery counts from its retry time, not before.
+NEWSLETTER_STALE_PENDING = timedelta(seconds=env.int("NEWSLETTER_STALE_PENDING_SECONDS", default=60))
+# How often beat runs the sweeper: recovery after a dead worker or a lost queue takes about a lease
+# plus this. The sweep is two indexed queries on the PENDING/SENDING rows only.
+NEWSLETTER_SWEEP_SECONDS = env.int("NEWSLETTER_SWEEP_SECONDS", default=60)
+# First retry delay of a deferred delivery (4xx, SMTP down); doubles per attempt up to 10 minutes.
 NEWSLETTER_RETRY_BACKOFF_SECONDS = env.int("NEWSLETTER_RETRY_BACKOFF_SECONDS", default=30)
 # Send attempts before a delivery is marked failed (visible in the admin, which can resend it).
 NEWSLETTER_MAX_ATTEMPTS = env.int("NEWSLETTER_MAX_ATTEMPTS", default=8)
@@ -162,6 +167,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message at a time per process: a chunk is heavy, and prefetched chunks would wait behind it.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# When the broker connection drops, a running chunk keeps sending and records its outcomes: the
+# database, not the broker, is the truth, and a redelivered copy of its message claims nothing.
+# (Celery 6 will cancel such tasks by default; said explicitly so the upgrade changes nothing.)
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# A worker started while Redis is down waits for it instead of exiting.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redelivery of an unacked task after a dead worker; every countdown we use stays well below it.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -184,7 +195,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-deliveries": {
         "task": "newsletter.tasks.sweep_deliveries",
-        "schedule": timedelta(minutes=NEWSLETTER_DISPATCH_MINUTES),
+        "schedule": timedelta(seconds=NEWSLETTER_SWEEP_SECONDS),
     },
     "expire-pending-subscribers": {
         "task": "newsletter.tasks.expire_pending_subscribers",

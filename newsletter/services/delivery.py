@@ -19,15 +19,13 @@ from __future__ import annotations
 import logging
 import smtplib
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -35,6 +33,7 @@ from django.utils import timezone
 from newsletter.models import Delivery, Subscriber
 from newsletter.services.addresses import emails_suppressed
 from newsletter.services.digest import DeliveryPicks, digests_build
+from newsletter.services.outcomes import Outcome, OutcomeRecorder, outcome_writes, retry_delay
 from newsletter.services.render import PaperRowCache, digest_email
 
 logger = logging.getLogger("newsletter.delivery")
@@ -63,6 +62,7 @@ class SendResult:
     failed: list[int] = field(default_factory=list)
     deferred: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
+    retry_at: datetime | None = None  # when the deferred ones are due again (the task's countdown)
 
 
 class SendError(Exception):
@@ -159,30 +159,23 @@ class Outgoing:
     kind: str  # recorded with the SENT mark: a digest, or the empty notice
 
 
-@contextmanager
-def _outcome_writes() -> Iterator[None]:
-    """The session setting for the outcome writes of one chunk (NEWSLETTER_ASYNC_COMMIT_OUTCOMES)."""
-    if not (settings.NEWSLETTER_ASYNC_COMMIT_OUTCOMES and db_connection.vendor == "postgresql"):
-        yield
-        return
-    with db_connection.cursor() as cursor:
-        cursor.execute("SET synchronous_commit TO off")
-    try:
-        yield
-    finally:
-        with db_connection.cursor() as cursor:
-            cursor.execute("RESET synchronous_commit")
-
-
 def _send_all(outgoing: list[Outgoing], result: SendResult) -> None:
-    with _outcome_writes():
-        _send_over_one_connection(outgoing, result)
+    recorder = OutcomeRecorder(chunk_ids=[item.delivery.pk for item in outgoing])
+    with outcome_writes():
+        attempted = _send_over_one_connection(outgoing, result, recorder)
+    if recorder.broken:
+        recorder.recover(release=[item.delivery.pk for item in outgoing[attempted:]])
+        result.deferred += [item.delivery.pk for item in outgoing[attempted:]]
 
 
-def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult) -> None:
+def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult, recorder: OutcomeRecorder) -> int:
+    """Send over one SMTP session, recording each outcome; returns how many emails were attempted."""
     connection = get_connection()
     try:
         for index, item in enumerate(outgoing):
+            if recorder.broken:
+                return index
+            recorder.renew_lease([rest.delivery.pk for rest in outgoing[index:]])
             delivery, message = item.delivery, item.message
             started = time.monotonic()
             try:
@@ -193,52 +186,35 @@ def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult) -> N
             except Exception as exc:  # classified below; nothing is swallowed silently
                 error = classify_send_error(exc)
                 _log_attempt(delivery, "failed" if error.permanent else "deferred", started, str(error))
-                _record_failure(delivery, error, result)
+                _record_failure(delivery, error, result, recorder)
                 if error.connection_lost:
                     connection.close()
                     # The server is unreachable or refuses us: the rest of the chunk waits too.
                     for rest in outgoing[index + 1 :]:
                         not_attempted = SendError(f"not attempted: {error}", permanent=False)
-                        _record_failure(rest.delivery, not_attempted, result)
-                    return
+                        _record_failure(rest.delivery, not_attempted, result, recorder)
+                    return len(outgoing)
                 continue
-            _mark_sent(delivery, message.extra_headers.get("Message-ID", ""), item.kind)
+            message_id = message.extra_headers.get("Message-ID", "")
+            recorder.record(Outcome(delivery.pk, Delivery.Status.SENT, message_id=message_id, kind=item.kind))
             result.sent.append(delivery.pk)
             _log_attempt(delivery, "sent", started)
+        return len(outgoing)
     finally:
         connection.close()
 
 
-_MARK_SENT = (
-    f"UPDATE {Delivery._meta.db_table} "
-    "SET status = %s, sent_at = %s, message_id = %s, kind = %s, last_error = '' "
-    "WHERE id = %s AND status = %s"
-)
-
-
-def _mark_sent(delivery: Delivery, message_id: str, kind: str) -> None:
-    # The one write per email, so plain SQL: QuerySet.update() costs as much again in Python.
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            _MARK_SENT,
-            [
-                Delivery.Status.SENT,
-                timezone.now(),
-                message_id[:255],
-                kind,
-                delivery.pk,
-                Delivery.Status.SENDING,
-            ],
-        )
-
-
-def _record_failure(delivery: Delivery, error: SendError, result: SendResult) -> None:
+def _record_failure(
+    delivery: Delivery, error: SendError, result: SendResult, recorder: OutcomeRecorder
+) -> None:
     if error.permanent or delivery.attempts >= settings.NEWSLETTER_MAX_ATTEMPTS:
-        _finish(delivery, Delivery.Status.FAILED, str(error))
+        recorder.record(Outcome(delivery.pk, Delivery.Status.FAILED, error=str(error)))
         result.failed.append(delivery.pk)
     else:
-        _finish(delivery, Delivery.Status.PENDING, str(error))
+        due = timezone.now() + retry_delay(delivery.attempts)
+        recorder.record(Outcome(delivery.pk, Delivery.Status.PENDING, error=str(error), queued_at=due))
         result.deferred.append(delivery.pk)
+        result.retry_at = max(result.retry_at or due, due)
 
 
 def _finish(delivery: Delivery, status: str, error: str) -> None:

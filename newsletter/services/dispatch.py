@@ -126,15 +126,17 @@ def _schedules_save(subscribers: list[Subscriber]) -> None:
 def deliveries_sweep(*, now: datetime | None = None, chunk_size: int | None = None) -> list[list[int]]:
     """Re-drive deliveries that a dead worker or a lost queue message left behind.
 
-    SENDING for longer than NEWSLETTER_STALE_CLAIM: the worker died mid-chunk; back to PENDING (or
-    FAILED when out of attempts). PENDING and not queued for NEWSLETTER_STALE_PENDING: the task was
-    lost (broker restarted); queue it again. Returns the id chunks to queue.
+    SENDING whose lease ran out (NEWSLETTER_CLAIM_LEASE, renewed while a worker sends): the worker
+    died mid-chunk; back to PENDING (or FAILED when out of attempts). PENDING whose task should have
+    run more than NEWSLETTER_STALE_PENDING ago: the task was lost (broker restarted, queueing
+    failed); queue it again. Both queries use the partial index on unfinished deliveries.
+    Returns the id chunks to queue.
     """
     now = now or timezone.now()
     chunk_size = chunk_size or settings.NEWSLETTER_CHUNK_SIZE
     with transaction.atomic():
         stale = Delivery.objects.filter(
-            status=Delivery.Status.SENDING, claimed_at__lt=now - settings.NEWSLETTER_STALE_CLAIM
+            status=Delivery.Status.SENDING, claimed_at__lt=now - settings.NEWSLETTER_CLAIM_LEASE
         )
         stale.filter(attempts__gte=settings.NEWSLETTER_MAX_ATTEMPTS).update(
             status=Delivery.Status.FAILED, last_error="worker lost; out of attempts"

@@ -73,8 +73,8 @@ def test_worker_killed_mid_chunk_delivers_every_digest_exactly_once(
     assert statuses().get(Delivery.Status.SENDING, 0) > 0  # the dead worker's claim is still there
 
     # A new worker and the next dispatcher run: the sweeper re-drives the stale claim.
-    workers.start(NEWSLETTER_STALE_CLAIM_MINUTES="0", **smtp)
-    result = workers.run_command("send_digests", NEWSLETTER_STALE_CLAIM_MINUTES="0", **smtp)
+    workers.start(NEWSLETTER_CLAIM_LEASE_SECONDS="0", **smtp)
+    result = workers.run_command("send_digests", NEWSLETTER_CLAIM_LEASE_SECONDS="0", **smtp)
     assert result.returncode == 0, result.stderr
     wait_until(lambda: all_sent(12), timeout=WORKER_START, what=f"12 sent deliveries; now {statuses()}")
 
@@ -164,7 +164,7 @@ def test_redis_restarted_after_dispatch_loses_nothing(
     private_redis.start()
     workers.start(**env)
     # The database still knows: the next dispatcher run re-queues what nobody picked up.
-    result = workers.run_command("send_digests", NEWSLETTER_STALE_PENDING_MINUTES="0", **env)
+    result = workers.run_command("send_digests", NEWSLETTER_STALE_PENDING_SECONDS="0", **env)
     assert result.returncode == 0, result.stderr
     wait_until(lambda: all_sent(6), timeout=WORKER_START, what=f"6 sent deliveries; now {statuses()}")
     assert faulty_smtp.recipients() == {email: 1 for email in emails}
@@ -185,7 +185,7 @@ def test_redis_unreachable_while_dispatching_keeps_deliveries_for_the_next_run(
     assert statuses() == {Delivery.Status.PENDING: 3}  # ... and the database kept the work
     private_redis.start()
     workers.start(**env)
-    assert workers.run_command("send_digests", NEWSLETTER_STALE_PENDING_MINUTES="0", **env).returncode == 0
+    assert workers.run_command("send_digests", NEWSLETTER_STALE_PENDING_SECONDS="0", **env).returncode == 0
     wait_until(lambda: all_sent(3), timeout=WORKER_START, what=f"3 sent deliveries; now {statuses()}")
     assert faulty_smtp.recipients() == {email: 1 for email in emails}
 

@@ -18,7 +18,8 @@ from newsletter.selectors import subscribers_due
 from newsletter.services.delivery import deliveries_claim, deliveries_send
 from newsletter.services.dispatch import deliveries_sweep, digests_dispatch, digests_dispatch_iter
 from newsletter.services.schedule import next_send_time, period_key
-from newsletter.tasks import RETRY_BACKOFF_MAX, DeliveriesDeferred, dispatch_digests, send_digest_chunk
+from newsletter.services.outcomes import RETRY_DELAY_MAX
+from newsletter.tasks import DeliveriesDeferred, dispatch_digests, send_digest_chunk
 from papers.models import Paper
 from papers.services.ingest import papers_ingest_path
 from tests.conftest import free_port
@@ -420,16 +421,18 @@ def test_the_chunk_task_retries_while_deliveries_are_deferred(smtp_sink, setting
         send_digest_chunk.delay(ids)
 
     assert isinstance(retry.value.exc, DeliveriesDeferred)
-    # The countdown stays under the broker's visibility timeout, or the task would run twice.
-    # (Full jitter: anything from 0 up to the backoff.)
-    assert (
-        0
-        <= retry.value.when
-        <= RETRY_BACKOFF_MAX
-        < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    # The task comes back when the delivery's retry is due (the first backoff step), and the row says
+    # so, so the sweeper does not re-queue it before then. Every countdown stays under the broker's
+    # visibility timeout, or the task would run twice.
+    deferred = delivery_of(busy)
+    assert deferred.status == Delivery.Status.PENDING
+    first_step = settings.NEWSLETTER_RETRY_BACKOFF_SECONDS
+    assert first_step - 5 <= retry.value.when <= first_step
+    assert deferred.queued_at - deferred.claimed_at == pytest.approx(
+        timedelta(seconds=first_step), abs=timedelta(seconds=5)
     )
-    assert send_digest_chunk.max_retries == settings.NEWSLETTER_MAX_ATTEMPTS
-    assert delivery_of(busy).status == Delivery.Status.PENDING
+    assert RETRY_DELAY_MAX < settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+    assert send_digest_chunk.max_retries >= settings.NEWSLETTER_MAX_ATTEMPTS
 
     del smtp_sink.refuse[busy.email]
     send_digest_chunk.delay(ids)  # the retry: nothing deferred, no further retry
@@ -503,7 +506,7 @@ def test_weekly_subscribers_who_asked_hear_that_there_is_nothing_new() -> None:
 
 def test_sweeper_redrives_what_a_dead_worker_or_a_lost_task_left(settings) -> None:
     now = timezone.now()
-    long_ago = now - settings.NEWSLETTER_STALE_CLAIM - timedelta(minutes=1)
+    long_ago = now - settings.NEWSLETTER_CLAIM_LEASE - timedelta(minutes=1)
     dead_worker = DeliveryFactory(
         status=Delivery.Status.SENDING, claimed_at=long_ago, attempts=1, queued_at=long_ago
     )
@@ -536,7 +539,7 @@ def test_a_swept_delivery_is_then_sent(smtp_sink, settings) -> None:
     ids = dispatch_one_chunk()
     # A worker claimed the chunk and died before sending.
     deliveries_claim(
-        delivery_ids=ids, now=timezone.now() - settings.NEWSLETTER_STALE_CLAIM - timedelta(minutes=1)
+        delivery_ids=ids, now=timezone.now() - settings.NEWSLETTER_CLAIM_LEASE - timedelta(minutes=1)
     )
 
     assert deliveries_send(delivery_ids=ids).sent == []  # still held by the dead worker
