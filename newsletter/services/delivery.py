@@ -26,7 +26,7 @@ from datetime import datetime
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -107,13 +107,28 @@ def deliveries_send(*, delivery_ids: Sequence[int], now: datetime | None = None)
 
     Each outcome is written right after its SMTP transaction, so a crash can repeat at most the one
     message in flight. Temporary failures go back to PENDING (the task retries them); permanent
-    ones fail that delivery only.
+    ones fail that delivery only. A database error before anything is sent hands the claim back as
+    soon as the database answers again, so the task's retry can take it at once.
     """
     now = now or timezone.now()
     result = SendResult()
     claimed = deliveries_claim(delivery_ids=delivery_ids, now=now)
     if not claimed:
         return result
+    try:
+        outgoing = _build(claimed, result, now)
+    except DatabaseError as exc:
+        recorder = OutcomeRecorder(chunk_ids=[d.pk for d in claimed], first_error=exc)
+        recorder.recover(release=[d.pk for d in claimed])
+        result.deferred += [d.pk for d in claimed if d.pk not in result.skipped]
+        return result
+    if outgoing:
+        _send_all(outgoing, result)
+    return result
+
+
+def _build(claimed: list[Delivery], result: SendResult, now: datetime) -> list[Outgoing]:
+    """The emails of the claimed deliveries; those with nothing to send are finished as SKIPPED."""
     live = _drop_unreachable(claimed, result)
     built = digests_build(deliveries=live, now=now)
     outgoing = []
@@ -126,9 +141,7 @@ def deliveries_send(*, delivery_ids: Sequence[int], now: datetime | None = None)
             message = digest_email(delivery=digest.delivery, picks=digest.picks, rows=rows)
             kind = Delivery.Kind.DIGEST if digest.picks else Delivery.Kind.EMPTY
             outgoing.append(Outgoing(digest.delivery, message, kind))
-    if outgoing:
-        _send_all(outgoing, result)
-    return result
+    return outgoing
 
 
 def _drop_unreachable(deliveries: list[Delivery], result: SendResult) -> list[Delivery]:

@@ -66,6 +66,16 @@ class OutcomeRecorder:
     first_error: Exception | None = None
     _renewed: float = field(default_factory=time.monotonic)
 
+    def __post_init__(self) -> None:
+        if self.first_error is not None:
+            logger.error(
+                "database error in chunk=%s..%s before sending: %s: %s",
+                min(self.chunk_ids),
+                max(self.chunk_ids),
+                type(self.first_error).__name__,
+                self.first_error,
+            )
+
     @property
     def broken(self) -> bool:
         """The database went away: send nothing more that could not be recorded."""
