@@ -19,6 +19,7 @@ from newsletter.models import Delivery, DeliveryItem, Subscriber
 from newsletter.selectors import CandidatePaper, papers_already_sent, papers_by_ids, papers_candidates
 from newsletter.services.digest_render import DigestItem, digest_render
 from newsletter.services.emails import RenderedEmail
+from newsletter.services.profiles import profiles_build, profiles_complete
 from newsletter.services.ranking import CandidatePool, Pick, Profile, rank
 from newsletter.services.tokens import Purpose, link
 from papers.models import Topic
@@ -34,17 +35,6 @@ def window_start(*, subscriber: Subscriber, now: datetime) -> datetime:
     return subscriber.last_digest_at - settings.NEWSLETTER_WINDOW_OVERLAP
 
 
-def profile_for(*, subscriber: Subscriber, since: datetime, topic_ids: Sequence[int]) -> Profile:
-    return Profile(
-        subscriber_id=subscriber.pk,
-        topic_ids=tuple(topic_ids),
-        interests=subscriber.interests,
-        excluded_keywords=subscriber.excluded_keywords,
-        limit=subscriber.papers_per_digest,
-        since=since,
-    )
-
-
 def topic_names() -> dict[int, str]:
     return dict(Topic.objects.values_list("id", "name"))
 
@@ -57,8 +47,7 @@ def digest_preview(*, subscriber: Subscriber, now: datetime, limit: int | None =
     papers = papers_candidates(since=since)
     pool = CandidatePool(papers, topic_names(), now)
     sent = papers_already_sent(subscriber_ids=[subscriber.pk], paper_ids=[p.id for p in papers])
-    topic_ids = list(subscriber.topics.values_list("id", flat=True))
-    profile = profile_for(subscriber=subscriber, since=since, topic_ids=topic_ids)
+    (profile,) = profiles_build(subscribers=[subscriber], since=[since])
     if limit is not None:
         profile = dataclasses.replace(profile, limit=limit)
     return rank(profiles=[profile], pool=pool, already_sent=sent)[0]
@@ -70,7 +59,7 @@ def interests_preview(
     """Rank papers for an ad-hoc profile (preview_digest --interests): no subscriber, no history."""
     papers = papers_candidates(since=since)
     pool = CandidatePool(papers, topic_names(), now)
-    profile = Profile(
+    bare = Profile(
         subscriber_id=0,
         topic_ids=tuple(topic_ids),
         interests=interests,
@@ -78,6 +67,7 @@ def interests_preview(
         limit=limit,
         since=since,
     )
+    (profile,) = profiles_complete([bare], models=False)
     return rank(profiles=[profile], pool=pool, already_sent=set())[0]
 
 
@@ -106,15 +96,9 @@ def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> None:
     pool = CandidatePool(papers, topic_names(), now)
     subscriber_ids = [d.subscriber_id for d in deliveries]
     sent = papers_already_sent(subscriber_ids=subscriber_ids, paper_ids=[p.id for p in papers])
-    topics: dict[int, list[int]] = defaultdict(list)
-    for subscriber_id, topic_id in Subscriber.topics.through.objects.filter(
-        subscriber_id__in=subscriber_ids
-    ).values_list("subscriber_id", "topic_id"):
-        topics[subscriber_id].append(topic_id)
-    profiles = [
-        profile_for(subscriber=d.subscriber, since=d.window_start, topic_ids=topics[d.subscriber_id])
-        for d in deliveries
-    ]
+    profiles = profiles_build(
+        subscribers=[d.subscriber for d in deliveries], since=[d.window_start for d in deliveries]
+    )
     ranked = rank(profiles=profiles, pool=pool, already_sent=sent)
     picks_record(
         [

@@ -2,15 +2,24 @@
 
 For s subscribers and p candidate papers every signal is an s x p matrix:
 
-    relevance = 3.0 * topic match   (shared topics, 1 = two or more)
-              + 4.0 * similarity    (TF-IDF cosine of interests and title+abstract, 1 = cosine 0.25+)
+    relevance = 3.0 * topics        (sum of PaperTopic.score over the chosen topics, 1 = 0.5+)
+              + 4.0 * similarity    (TF-IDF cosine of the interest query and title+abstract, 1 = `full`)
               + 2.0 * keyword hits  (interest phrases found in the paper, 1 = three or more)
+              + 4.0 * learned       (the subscriber's fitted feedback model, newsletter.services.learning:
+                                     about +1 for papers like the ones they liked, negative near the
+                                     ones they dismissed)
     score     = relevance + 0.5 * popularity (log upvotes/stars, 1 = 500+) + 0.25 * recency
 
+The interest query is the interests' text; an interest naming a paper of the database (its title)
+adds that paper's title and abstract, "papers like that one". Longer queries have lower cosines, so
+the cosine that counts fully (`full`) goes from 0.25 for a keyword or two down to 0.1 for a sentence,
+a title or a whole paper, and the similarity needed to be relevant is a fifth of it.
+
 A paper is eligible when it is in the subscriber's window, not excluded by their keywords, never sent
-to them before, and relevant (any topic, keyword or a real similarity) unless they chose nothing, in
-which case they get what is trending. The per-paper work (vectors, topic matrix, popularity) is done
-once per chunk in `CandidatePool`; per subscriber there is only a row of each matrix.
+to them before, not a paper their interests name, and relevant (any topic, keyword, real similarity
+or liking by their model) unless they chose nothing, in which case they get what is trending. The
+per-paper work (vectors, topic matrix, popularity) is done once per chunk in `CandidatePool`; per
+subscriber there is only a row of each matrix, and the fitted models of a chunk are one sparse matrix.
 
 Every signal of a paper depends on the paper, the subscriber and `now` only, never on which other
 papers share the pool: a subscriber ranked in a chunk (whose pool spans everyone's windows) gets the
@@ -28,8 +37,11 @@ from datetime import datetime
 
 import numpy as np
 from scipy import sparse
+from sklearn.preprocessing import normalize
 
 from newsletter.selectors import CandidatePaper
+from newsletter.services.reasons import Evidence, reasons_for
+from papers.services.parsers import title_key
 from papers.services.text import (
     N_FEATURES,
     PhraseSet,
@@ -45,20 +57,36 @@ from papers.services.text import (
 WEIGHT_TOPIC = 3.0
 WEIGHT_SIMILARITY = 4.0
 WEIGHT_KEYWORD = 2.0
+WEIGHT_LEARNED = 4.0
 WEIGHT_POPULARITY = 0.5
 WEIGHT_RECENCY = 0.25
-SIMILARITY_FULL = 0.25  # cosine at which similarity counts fully
-SIMILARITY_MIN = 0.05  # below this, similarity alone does not make a paper relevant
-SIMILARITY_REASON = 0.08  # and below this it is not worth naming as a reason
-TRENDING_UPVOTES = 20
-TRENDING_STARS = 100
+TOPIC_FULL = 0.5  # summed PaperTopic.score at which the topic signal counts fully (one strong topic ~0.35)
+# Cosine at which similarity counts fully: SIMILARITY_FULL for a query of a few features, falling
+# with the square root of the query's length down to SIMILARITY_FULL_LONG.
+SIMILARITY_FULL = 0.25
+SIMILARITY_FULL_LONG = 0.1
+SIMILARITY_FULL_FEATURES = 3  # a two-word interest has 3 features (two words, one bigram)
+SIMILARITY_MIN = 0.2  # of `full`: below this, similarity alone does not make a paper relevant
+LEARNED_MIN = 0.25  # the model's score at which being liked alone makes a paper relevant
 # Popularity on a fixed scale (upvotes plus stars/20 at which it counts fully), not relative to the
 # most popular paper of the pool: a pool-relative scale made scores depend on the chunk.
 POPULARITY_FULL = 500
 RECENCY_DAYS = 14.0
 MAX_PHRASE_WORDS = 4
+TITLE_MIN_WORDS = 3  # an interest part this long may be a paper's title
 
 _PHRASE_SPLIT = re.compile(r"[,;\n]+")
+_TITLE_SPLIT = re.compile(r"[;\n]+")
+
+
+@dataclass(frozen=True, eq=False)
+class Taste:
+    """A subscriber's fitted feedback model (stored in ReaderModel): a sparse weight vector over the
+    hashed text features, and the papers they liked, latest first, for the reasons."""
+
+    features: np.ndarray  # int32 feature columns
+    weights: np.ndarray  # float32, aligned with `features`
+    liked: tuple[CandidatePaper, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +99,8 @@ class Profile:
     excluded_keywords: str
     limit: int
     since: datetime  # papers ingested after this instant are in the window
+    anchors: tuple[CandidatePaper, ...] = ()  # papers the interests name by title (`title_keys`)
+    taste: Taste | None = None
 
     @property
     def phrases(self) -> list[str]:
@@ -80,6 +110,14 @@ class Profile:
     @property
     def excluded(self) -> list[str]:
         return [p for p in _PHRASE_SPLIT.split(self.excluded_keywords) if content_tokens(p)]
+
+
+def title_keys(interests: str) -> list[str]:
+    """The title keys an interest could name a paper by: the whole text, each line or ;-separated
+    part, and each comma-separated part long enough to be a title (titles may hold commas)."""
+    parts = [interests, *_TITLE_SPLIT.split(interests), *_PHRASE_SPLIT.split(interests)]
+    keys = (title_key(p.strip().strip("\"'“”")) for p in parts if len(p.split()) >= TITLE_MIN_WORDS)
+    return list(dict.fromkeys(k for k in keys if k))
 
 
 def _phrases(text: str) -> list[str]:
@@ -162,16 +200,18 @@ class CandidatePool:
         # A quiet window has no candidates; the matrices are then empty, not an error, so a chunk
         # with nothing new skips (or says "nothing new") and the manage page still renders.
         self.features = _features.get(self.papers)
-        indptr = np.zeros(len(self.papers) + 1, dtype=np.int64)
-        np.cumsum([len(f.indices) for f in self.features], out=indptr[1:])
-        data = np.concatenate([f.data for f in self.features] or [np.zeros(0, np.float32)])
-        indices = np.concatenate([f.indices for f in self.features] or [np.zeros(0, np.int32)])
-        self.counts = sparse.csr_matrix((data, indices, indptr), shape=(len(self.papers), N_FEATURES))
+        self.counts = _counts(self.features)
         self.vectors = tfidf(self.counts) if self.papers else self.counts
-        rows = [i for i, p in enumerate(self.papers) for t in p.topic_ids if t in self.topic_column]
-        cols = [self.topic_column[t] for p in self.papers for t in p.topic_ids if t in self.topic_column]
+        # How strongly each paper belongs to each topic (PaperTopic.score), not a yes/no.
+        triples = [
+            (i, self.topic_column[t], score)
+            for i, p in enumerate(self.papers)
+            for t, score in zip(p.topic_ids, p.topic_scores, strict=True)
+            if t in self.topic_column
+        ]
+        rows, cols, scores = zip(*triples, strict=True) if triples else ((), (), ())
         self.topics = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+            (np.array(scores, dtype=np.float32), (rows, cols)),
             shape=(len(self.papers), max(len(self.topic_column), 1)),
         )
         self.ingested = np.array([p.ingested_at.timestamp() for p in self.papers], dtype=np.float64)
@@ -224,6 +264,48 @@ class PhraseHits:
         return [p for p in phrases if self.present[paper_index, self.column[p.lower()]]]
 
 
+def paper_vectors(groups: Sequence[Sequence[CandidatePaper]]) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """TF-IDF rows of every paper of every group, and where each group's rows start (offsets)."""
+    papers = [paper for group in groups for paper in group]
+    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum([len(group) for group in groups], out=offsets[1:])
+    counts = _counts(_features.get(papers))
+    return (tfidf(counts) if papers else counts), offsets
+
+
+def interest_queries(
+    interests: Sequence[str], anchors: Sequence[Sequence[CandidatePaper]]
+) -> sparse.csr_matrix:
+    """One L2-normalized query row per profile: the interests' text plus the papers it names."""
+    text = tfidf(feature_counts(list(interests)))
+    if not any(anchors):
+        return text
+    vectors, offsets = paper_vectors(anchors)
+    member = sparse.csr_matrix(
+        (np.ones(int(offsets[-1]), dtype=np.float32), np.arange(int(offsets[-1])), offsets),
+        shape=(len(interests), int(offsets[-1])),
+    )
+    return normalize(text + member @ vectors, copy=False).tocsr()
+
+
+def _counts(entries: Sequence[PaperFeatures]) -> sparse.csr_matrix:
+    indptr = np.zeros(len(entries) + 1, dtype=np.int64)
+    np.cumsum([len(f.indices) for f in entries], out=indptr[1:])
+    data = np.concatenate([f.data for f in entries] or [np.zeros(0, np.float32)])
+    indices = np.concatenate([f.indices for f in entries] or [np.zeros(0, np.int32)])
+    return sparse.csr_matrix((data, indices, indptr), shape=(len(entries), N_FEATURES))
+
+
+def _tastes(profiles: Sequence[Profile]) -> sparse.csr_matrix:
+    """The chunk's fitted models stacked as one s x N_FEATURES matrix (a zero row without one)."""
+    parts = [pr.taste for pr in profiles]
+    indptr = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(t.features) if t else 0 for t in parts], out=indptr[1:])
+    data = np.concatenate([t.weights for t in parts if t] or [np.zeros(0, np.float32)])
+    indices = np.concatenate([t.features for t in parts if t] or [np.zeros(0, np.int32)])
+    return sparse.csr_matrix((data, indices, indptr), shape=(len(parts), N_FEATURES))
+
+
 def rank(
     *, profiles: Sequence[Profile], pool: CandidatePool, already_sent: set[tuple[int, int]]
 ) -> list[list[Pick]]:
@@ -234,37 +316,53 @@ def rank(
         return [[] for _ in profiles]
     s = len(profiles)
 
-    rows = [i for i, pr in enumerate(profiles) for t in pr.topic_ids if t in pool.topic_column]
-    cols = [pool.topic_column[t] for pr in profiles for t in pr.topic_ids if t in pool.topic_column]
+    triples = [(i, pool.topic_column.get(t)) for i, pr in enumerate(profiles) for t in pr.topic_ids]
+    triples = [(i, c) for i, c in triples if c is not None]
     chosen_topics = sparse.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(s, pool.topics.shape[1])
+        (np.ones(len(triples), dtype=np.float32), ([i for i, _ in triples], [c for _, c in triples])),
+        shape=(s, pool.topics.shape[1]),
     )
-    topic_hits = np.asarray((chosen_topics @ pool.topics.T).todense())
-    similarity = np.asarray(
-        (tfidf(feature_counts([pr.interests for pr in profiles])) @ pool.vectors.T).todense()
-    )
+    topic_strength = np.asarray((chosen_topics @ pool.topics.T).todense())
+    queries = interest_queries([pr.interests for pr in profiles], [pr.anchors for pr in profiles])
+    similarity = np.asarray((queries @ pool.vectors.T).todense())
+    query_features = np.diff(queries.indptr).astype(np.float64)
+    full = np.clip(
+        SIMILARITY_FULL * np.sqrt(SIMILARITY_FULL_FEATURES / np.maximum(query_features, 1.0)),
+        SIMILARITY_FULL_LONG,
+        SIMILARITY_FULL,
+    )[:, None]
+    learned = np.asarray((_tastes(profiles) @ pool.vectors.T).todense())
     keywords = PhraseHits([pr.phrases for pr in profiles], pool)
     keyword_hits = keywords.counts
     excluded = PhraseHits([pr.excluded for pr in profiles], pool).counts > 0
 
+    similar = similarity >= SIMILARITY_MIN * full
     relevance = (
-        WEIGHT_TOPIC * np.minimum(topic_hits, 2.0) / 2.0
-        + WEIGHT_SIMILARITY * np.minimum(similarity / SIMILARITY_FULL, 1.0) * (similarity >= SIMILARITY_MIN)
+        WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0)
+        + WEIGHT_SIMILARITY * np.minimum(similarity / full, 1.0) * similar
         + WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0
     )
-    has_preferences = np.array([bool(pr.topic_ids or pr.interests.strip()) for pr in profiles])
-    relevant = (relevance > 0) | ~has_preferences[:, None]
+    has_preferences = np.array([bool(pr.topic_ids or pr.interests.strip() or pr.taste) for pr in profiles])
+    relevant = (relevance > 0) | (learned >= LEARNED_MIN) | ~has_preferences[:, None]
     since = np.array([pr.since.timestamp() for pr in profiles], dtype=np.float64)
     in_window = pool.ingested[None, :] > since[:, None]
-    score = relevance + WEIGHT_POPULARITY * pool.popularity[None, :] + WEIGHT_RECENCY * pool.recency[None, :]
+    score = (
+        relevance
+        + WEIGHT_LEARNED * learned
+        + WEIGHT_POPULARITY * pool.popularity[None, :]
+        + WEIGHT_RECENCY * pool.recency[None, :]
+    )
     eligible = relevant & in_window & ~excluded
+    col_of = {paper.id: j for j, paper in enumerate(pool.papers)}
+    for i, pr in enumerate(profiles):
+        # A paper the interests name is what they already know; its neighbours are the point.
+        eligible[i, [col_of[a.id] for a in pr.anchors if a.id in col_of]] = False
     if already_sent:
         # A list per subscriber: a chunk may hold two deliveries of one subscriber (a re-driven
         # one and a new one), and both rows must exclude what they were sent.
         rows_of: dict[int, list[int]] = defaultdict(list)
         for i, pr in enumerate(profiles):
             rows_of[pr.subscriber_id].append(i)
-        col_of = {paper.id: j for j, paper in enumerate(pool.papers)}
         for subscriber_id, paper_id in already_sent:
             if paper_id in col_of:
                 eligible[rows_of.get(subscriber_id, []), col_of[paper_id]] = False
@@ -272,16 +370,22 @@ def rank(
 
     results = []
     paper_ids = np.array([paper.id for paper in pool.papers])
+    anchor_vectors, anchor_at = paper_vectors([pr.anchors for pr in profiles])
+    liked_vectors, liked_at = paper_vectors([pr.taste.liked if pr.taste else () for pr in profiles])
     for i, profile in enumerate(profiles):
         top = _top(score[i], paper_ids, profile.limit)
+        evidence = Evidence(
+            similarity=similarity[i] / full[i, 0],
+            learned=learned[i],
+            query=queries[i],
+            anchors=anchor_vectors[anchor_at[i] : anchor_at[i + 1]],
+            liked=liked_vectors[liked_at[i] : liked_at[i + 1]],
+        )
+        reasons = reasons_for(profile, pool, top, evidence, keywords)
         results.append(
             [
-                Pick(
-                    paper=pool.papers[j],
-                    score=round(float(score[i, j]), 4),
-                    reasons=_reasons(profile, pool, j, float(similarity[i, j]), keywords),
-                )
-                for j in top
+                Pick(paper=pool.papers[j], score=round(float(score[i, j]), 4), reasons=why)
+                for j, why in zip(top, reasons, strict=True)
             ]
         )
     return results
@@ -301,36 +405,3 @@ def _top(scores: np.ndarray, paper_ids: np.ndarray, limit: int) -> np.ndarray:
         candidates = np.arange(len(scores))
     candidates = candidates[np.isfinite(scores[candidates])]
     return candidates[np.lexsort((-paper_ids[candidates], -scores[candidates]))][:limit]
-
-
-def _reasons(
-    profile: Profile, pool: CandidatePool, index: int, similarity: float, keywords: PhraseHits
-) -> tuple[str, ...]:
-    """Why this paper was picked for this subscriber, in words, for the email."""
-    paper = pool.papers[index]
-    reasons = []
-    shared = [
-        pool.topic_names[t] for t in paper.topic_ids if t in profile.topic_ids and t in pool.topic_names
-    ]
-    if shared:
-        reasons.append("Matches your topic" + ("s" if len(shared) > 1 else "") + ": " + ", ".join(shared[:3]))
-    found = keywords.found(profile.phrases, index)
-    if found:
-        reasons.append("Mentions " + ", ".join(f"“{p}”" for p in found[:3]))
-    # A similarity below SIMILARITY_REASON is still named when it is the only reason the paper is
-    # here; otherwise the fallback below would call it "most popular" whatever its popularity.
-    if similarity >= SIMILARITY_REASON or (similarity >= SIMILARITY_MIN and not reasons):
-        listed = {t for p in found for t in content_tokens(p)}
-        terms = [t for t in dict.fromkeys(content_tokens(profile.interests)) if pool.has_token(index, t)]
-        terms = [t for t in terms if t not in listed][:3]
-        if terms:
-            reasons.append("Matches your interest in " + ", ".join(terms))
-        elif not found:
-            reasons.append("Close to what you described in your interests")
-    if (paper.upvotes or 0) >= TRENDING_UPVOTES:
-        reasons.append(f"Trending: {paper.upvotes:,} upvotes")
-    if (paper.github_stars or 0) >= TRENDING_STARS:
-        reasons.append(f"{paper.github_stars:,} GitHub stars")
-    if not reasons:
-        reasons.append("Among the most popular new papers")
-    return tuple(reasons)
