@@ -33,9 +33,9 @@ from newsletter.services.ranking import Profile, interest_queries, paper_vectors
 from papers.services.text import N_FEATURES
 
 MIN_RATINGS_CLASSIFIER = 5  # ratings (likes + dismissals, the interests not counted) for the SVM
-ROCCHIO_NEGATIVE = 0.5  # weight of the dismissed papers' centroid
+ROCCHIO_NEGATIVE = 0.25  # weight of the dismissed papers' centroid
 CLASSIFIER_C = 0.1
-ROCCHIO_PRIOR = 2.0  # weight of the scaled Rocchio vector added to the scaled SVM vector
+ROCCHIO_PRIOR = 4.0  # weight of the scaled Rocchio vector added to the scaled SVM vector
 MAX_WEIGHTS = 4000  # nonzero weights kept: bounds the stored row and the chunk's sparse product
 LIKED_KEPT = 20  # latest liked papers remembered, for "Like “…”, which you liked"
 

@@ -3,11 +3,13 @@
 For s subscribers and p candidate papers every signal is an s x p matrix:
 
     relevance = 3.0 * topics        (sum of PaperTopic.score over the chosen topics, 1 = 0.5+)
-              + 4.0 * similarity    (TF-IDF cosine of the interest query and title+abstract, 1 = `full`)
+              + 4.0 * similarity    (TF-IDF cosine of the interest query and title+abstract, 1 = `full`;
+                                     1.0 instead of 4.0 once the subscriber has a fitted model, which
+                                     holds the interests as its first positive)
               + 2.0 * keyword hits  (interest phrases found in the paper, 1 = three or more)
-              + 4.0 * learned       (the subscriber's fitted feedback model, newsletter.services.learning:
-                                     about +1 for papers like the ones they liked, negative near the
-                                     ones they dismissed)
+              + 24  * learned       (the subscriber's fitted feedback model, newsletter.services.learning,
+                                     scaled so the strongest rated paper is 1: typically 0.1 to 0.4 for
+                                     papers like the liked ones, negative near the dismissed ones)
     score     = relevance + 0.5 * popularity (log upvotes/stars, 1 = 500+) + 0.25 * recency
 
 The interest query is the interests' text; an interest naming a paper of the database (its title)
@@ -57,7 +59,8 @@ from papers.services.text import (
 WEIGHT_TOPIC = 3.0
 WEIGHT_SIMILARITY = 4.0
 WEIGHT_KEYWORD = 2.0
-WEIGHT_LEARNED = 4.0
+WEIGHT_LEARNED = 24.0
+WEIGHT_SIMILARITY_LEARNED = 1.0  # instead of WEIGHT_SIMILARITY once a model is fitted
 WEIGHT_POPULARITY = 0.5
 WEIGHT_RECENCY = 0.25
 TOPIC_FULL = 0.5  # summed PaperTopic.score at which the topic signal counts fully (one strong topic ~0.35)
@@ -112,12 +115,26 @@ class Profile:
         return [p for p in _PHRASE_SPLIT.split(self.excluded_keywords) if content_tokens(p)]
 
 
-def title_keys(interests: str) -> list[str]:
-    """The title keys an interest could name a paper by: the whole text, each line or ;-separated
-    part, and each comma-separated part long enough to be a title (titles may hold commas)."""
+def _title_parts(interests: str) -> dict[str, str]:
+    """The parts of the interests that may be a paper's title, by title key: the whole text, each
+    line or ;-separated part, and each comma-separated part long enough (titles may hold commas)."""
     parts = [interests, *_TITLE_SPLIT.split(interests), *_PHRASE_SPLIT.split(interests)]
-    keys = (title_key(p.strip().strip("\"'“”")) for p in parts if len(p.split()) >= TITLE_MIN_WORDS)
-    return list(dict.fromkeys(k for k in keys if k))
+    keyed = ((title_key(p), p) for p in parts if len(p.split()) >= TITLE_MIN_WORDS)
+    return {key: part for key, part in keyed if key}
+
+
+def title_keys(interests: str) -> list[str]:
+    return list(_title_parts(interests))
+
+
+def _unnamed(interests: str, named: Sequence[CandidatePaper]) -> str:
+    """The interests without the parts that name these papers: a named paper's own title and
+    abstract stand for it in the query, its title twice over would only tilt the query to it."""
+    keys = {title_key(paper.title) for paper in named}
+    for key, part in _title_parts(interests).items():
+        if key in keys:
+            interests = interests.replace(part, " ")
+    return interests
 
 
 def _phrases(text: str) -> list[str]:
@@ -277,7 +294,9 @@ def interest_queries(
     interests: Sequence[str], anchors: Sequence[Sequence[CandidatePaper]]
 ) -> sparse.csr_matrix:
     """One L2-normalized query row per profile: the interests' text plus the papers it names."""
-    text = tfidf(feature_counts(list(interests)))
+    text = tfidf(
+        feature_counts([_unnamed(text, named) for text, named in zip(interests, anchors, strict=True)])
+    )
     if not any(anchors):
         return text
     vectors, offsets = paper_vectors(anchors)
@@ -337,9 +356,13 @@ def rank(
     excluded = PhraseHits([pr.excluded for pr in profiles], pool).counts > 0
 
     similar = similarity >= SIMILARITY_MIN * full
+    # A fitted model has the interests as its first positive: it takes over most of their weight.
+    similarity_weight = np.array(
+        [WEIGHT_SIMILARITY_LEARNED if pr.taste else WEIGHT_SIMILARITY for pr in profiles]
+    )[:, None]
     relevance = (
         WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0)
-        + WEIGHT_SIMILARITY * np.minimum(similarity / full, 1.0) * similar
+        + similarity_weight * np.minimum(similarity / full, 1.0) * similar
         + WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0
     )
     has_preferences = np.array([bool(pr.topic_ids or pr.interests.strip() or pr.taste) for pr in profiles])
