@@ -53,7 +53,7 @@ def taste_fit(*, positives: sparse.csr_matrix, negatives: sparse.csr_matrix, rat
     rocchio = _centroid(positives) - ROCCHIO_NEGATIVE * _centroid(negatives)
     if ratings >= MIN_RATINGS_CLASSIFIER and positives.shape[0] and negatives.shape[0]:
         labels = np.r_[np.ones(positives.shape[0]), np.zeros(negatives.shape[0])]
-        svm = LinearSVC(C=CLASSIFIER_C, class_weight="balanced").fit(rated, labels)
+        svm = LinearSVC(C=CLASSIFIER_C, class_weight="balanced", random_state=0).fit(rated, labels)
         weights = _scaled(svm.coef_.ravel(), rated) + ROCCHIO_PRIOR * _scaled(rocchio, rated)
         kind = ReaderModel.Kind.CLASSIFIER
     else:

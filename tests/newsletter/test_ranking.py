@@ -11,9 +11,11 @@ from django.utils import timezone
 
 from newsletter.selectors import CandidatePaper, papers_candidates
 from newsletter.services.delivery import deliveries_send, digests_dispatch
-from newsletter.services.digest import topic_names
+from newsletter.services.digest import interests_preview, topic_names
+from newsletter.services.profiles import profiles_complete
 from newsletter.services.ranking import CandidatePool, PhraseHits, Pick, Profile, rank
 from papers.models import Paper, Topic
+from papers.services.parsers import parse
 from papers.services.text import content_tokens, phrase_columns
 from tests.factories import PaperFactory, SubscriberFactory
 
@@ -365,3 +367,45 @@ def test_dispatch_queries_do_not_grow_with_subscribers(
         chunks = digests_dispatch(chunk_size=1000)
 
     assert [len(c) for c in chunks] == [count]
+
+
+# --- interests that name a paper ---------------------------------------------------------------
+
+
+def test_an_interest_naming_a_paper_gets_papers_like_it(sample_papers) -> None:
+    named = Paper.objects.get(title__startswith="DeBERTaV3:")
+    # Typed loosely: the match is on the normalized title, as ingest dedupes.
+    typed = named.title.upper().replace(":", " -") + "  "
+    (pr,) = profiles_complete([profile(interests=f"{typed}; quantization")], models=False)
+    pool = pool_now()
+
+    picks = rank_one(pr, pool)
+
+    assert [a.id for a in pr.anchors] == [named.pk]
+    assert len(picks) == 10
+    assert named.pk not in ids(picks)  # what the reader named, they know
+    similar = [p for p in picks if f"Similar to “{named.title}”" in p.reasons]
+    assert len(similar) >= 5
+    assert any("Mentions “quantization”" in p.reasons for p in picks)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_the_first_title_of_each_seed_list_fills_a_digest(sample_papers, sample_files, index: int) -> None:
+    first_title = parse(sample_files[index].read_bytes()).records[0].title
+    now = timezone.now()
+
+    picks = interests_preview(
+        interests=first_title, topic_ids=[], limit=11, since=now - timedelta(days=1), now=now
+    )
+
+    assert len(picks) == 11
+    assert all(p.reasons[0] == f"Similar to “{first_title}”" for p in picks[:5])
+
+
+def test_a_sentence_that_names_no_paper_still_fills_the_digest(sample_papers) -> None:
+    picks = rank_one(
+        profile(interests="How should masked language models be pre-trained for understanding?"), pool_now()
+    )
+
+    assert len(picks) == 10
+    assert picks[0].reasons[0].startswith("Matches your interest in “")
