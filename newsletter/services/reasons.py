@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
 
 from papers.services.text import content_tokens, features, phrase_columns
 
@@ -33,17 +32,18 @@ class Evidence:
 
     similarity: np.ndarray  # cosine / full cosine, per pool paper
     learned: np.ndarray  # the fitted model's score, per pool paper
-    query: sparse.csr_matrix  # the interest query, 1 x N_FEATURES
-    anchors: sparse.csr_matrix  # vectors of profile.anchors, one row each
-    liked: sparse.csr_matrix  # vectors of profile.taste.liked, one row each
+    query: dict[int, float]  # the interest query's weight per feature column
+    anchors: np.ndarray | None  # cosines of profile.anchors (rows) with every pool paper
+    liked: np.ndarray | None  # cosines of profile.taste.liked (rows) with every pool paper
 
 
 def reasons_for(
     profile: Profile, pool: CandidatePool, top: Sequence[int], evidence: Evidence, keywords: PhraseHits
 ) -> list[tuple[str, ...]]:
-    picked = pool.vectors[list(top)]
-    anchor_cosines = (evidence.anchors @ picked.T).toarray() if evidence.anchors.shape[0] else None
-    liked_cosines = (evidence.liked @ picked.T).toarray() if evidence.liked.shape[0] else None
+    anchor_cosines = evidence.anchors[:, top] if evidence.anchors is not None else None
+    liked_cosines = evidence.liked[:, top] if evidence.liked is not None else None
+    phrases = profile.phrases
+    grams = _query_grams(profile.interests, evidence.query)
     result = []
     for k, index in enumerate(top):
         paper = pool.papers[index]
@@ -56,7 +56,7 @@ def reasons_for(
         if shared:
             names = ", ".join(pool.topic_names[t] for t in shared[:3])
             reasons.append("Matches your topic" + ("s" if len(shared) > 1 else "") + ": " + names)
-        found = keywords.found(profile.phrases, index)
+        found = keywords.found(phrases, index)
         if found:
             reasons.append("Mentions " + ", ".join(f"“{p}”" for p in found[:3]))
         if evidence.similarity[index] >= SIMILARITY_REASON:
@@ -64,7 +64,7 @@ def reasons_for(
                 closest = profile.anchors[int(np.argmax(anchor_cosines[:, k]))]
                 reasons.append(f"Similar to “{closest.title}”")
             else:
-                terms = _shared_terms(profile.interests, pool, index, evidence.query, found)
+                terms = _shared_terms(grams, pool, index, found)
                 if terms:
                     reasons.append("Matches your interest in " + ", ".join(f"“{t}”" for t in terms))
         if (
@@ -85,21 +85,32 @@ def reasons_for(
     return result
 
 
+def _query_grams(interests: str, query: dict[int, float]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The interests' grams with weight in the query: (grams, their feature columns, their weights)."""
+    pairs = [(g, phrase_columns(g)[0]) for g in dict.fromkeys(features(interests))]
+    pairs = [(g, c) for g, c in pairs if c in query]
+    columns = np.array([c for _, c in pairs], dtype=np.int64)
+    return [g for g, _ in pairs], columns, np.array([query[c] for _, c in pairs], dtype=np.float64)
+
+
 def _shared_terms(
-    interests: str, pool: CandidatePool, index: int, query: sparse.csr_matrix, found: Sequence[str]
+    grams: tuple[list[str], np.ndarray, np.ndarray], pool: CandidatePool, index: int, found: Sequence[str]
 ) -> list[str]:
     """The words and word pairs of the interests that carry the paper's similarity, strongest first
     (a pair before its own words), leaving out those a "Mentions" reason already names."""
-    row = pool.vectors[index]
-    weight = dict(zip(row.indices, row.data, strict=True))
-    query_weight = dict(zip(query.indices, query.data, strict=True))
+    names, columns, query_weights = grams
+    vectors = pool.vectors  # indices sorted per row (CandidatePool)
+    start, end = vectors.indptr[index], vectors.indptr[index + 1]
+    row_columns = vectors.indices[start:end]
+    at = np.minimum(np.searchsorted(row_columns, columns), max(len(row_columns) - 1, 0))
+    present = (row_columns[at] == columns) if len(row_columns) else np.zeros(len(columns), dtype=bool)
+    shares = np.where(present, query_weights * vectors.data[start:end][at] if len(row_columns) else 0.0, 0.0)
     listed = {t for p in found for t in content_tokens(p)} | {p.lower() for p in found}
-    contributions = {}
-    for gram in dict.fromkeys(features(interests)):
-        column = phrase_columns(gram)[0]
-        share = query_weight.get(column, 0.0) * weight.get(column, 0.0)
-        if share > 0 and gram not in listed and pool.has_token(index, gram):
-            contributions[gram] = share
+    contributions = {
+        gram: share
+        for gram, share in zip(names, shares.tolist(), strict=True)
+        if share > 0 and gram not in listed and pool.has_token(index, gram)
+    }
     chosen: list[str] = []
     for gram in sorted(contributions, key=lambda g: -contributions[g]):
         if any(gram in c.split() for c in chosen):
