@@ -206,3 +206,51 @@ class EmailEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
+
+
+class Feedback(models.Model):
+    """A reader's "More like this" / "Not for me" on one paper; one row per pair, the latest choice wins."""
+
+    class Choice(models.TextChoices):
+        MORE = "more", "More like this"
+        LESS = "less", "Not for me"
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="feedback")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+")
+    choice = models.CharField(max_length=4, choices=Choice.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "paper"], name="uniq_feedback_per_paper"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id}:{self.paper_id} {self.choice}"
+
+
+class ReaderModel(models.Model):
+    """A subscriber's fitted taste (newsletter.services.learning), stored so that ranking never fits.
+
+    The weights are a sparse vector over the hashed text features (papers.services.text.N_FEATURES):
+    `features` holds the int32 column numbers, `weights` the float32 values, both as raw bytes.
+    """
+
+    class Kind(models.TextChoices):
+        ROCCHIO = "rocchio", "Rocchio centroids"
+        CLASSIFIER = "classifier", "Linear classifier"
+
+    subscriber = models.OneToOneField(
+        Subscriber, on_delete=models.CASCADE, primary_key=True, related_name="reader_model"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    ratings = models.PositiveIntegerField()
+    features = models.BinaryField()
+    weights = models.BinaryField()
+    # Liked paper ids, latest first: ranking names the closest one ("Like “…”, which you liked").
+    liked = models.JSONField(default=list)
+    fitted_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id} ({self.kind}, {self.ratings} ratings)"

@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 
-from newsletter.models import Delivery, DeliveryItem, EmailEvent, Subscriber, Suppression
-from newsletter.services.ranking import CandidatePool, Pick, Profile, profile_for, rank
+from newsletter.models import Delivery, DeliveryItem, EmailEvent, ReaderModel, Subscriber, Suppression
+from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, title_keys
+from newsletter.services.ranking import rank
 from newsletter.services.schedule import window_start
-from papers.selectors import papers_by_ids, papers_candidates, topic_names
+from papers.selectors import CandidatePaper, papers_by_ids, papers_candidates, papers_named, topic_names
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,14 @@ def subscribers_due(*, now: datetime) -> list[int]:
     )
 
 
+def reader_models(*, subscriber_ids: Sequence[int]) -> dict[int, tuple[bytes, bytes, list[int]]]:
+    """The stored feedback models of these subscribers: (features, weights, liked ids), one query."""
+    rows = ReaderModel.objects.filter(subscriber_id__in=subscriber_ids).values_list(
+        "subscriber_id", "features", "weights", "liked"
+    )
+    return {subscriber_id: (bytes(f), bytes(w), liked) for subscriber_id, f, w, liked in rows}
+
+
 def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> set[tuple[int, int]]:
     """(subscriber id, paper id) pairs among these that some earlier digest already carried."""
     return set(
@@ -67,6 +77,57 @@ def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[in
             "subscriber_id", "paper_id"
         )
     )
+
+
+# --- ranking profiles: preferences plus the papers interests name and the fitted feedback model ---
+
+
+def profiles_build(*, subscribers: Sequence[Subscriber], since: Sequence[datetime]) -> list[Profile]:
+    """One profile per subscriber, each with its own window start."""
+    ids = [s.pk for s in subscribers]
+    topics: dict[int, list[int]] = defaultdict(list)
+    for subscriber_id, topic_id in Subscriber.topics.through.objects.filter(
+        subscriber_id__in=ids
+    ).values_list("subscriber_id", "topic_id"):
+        topics[subscriber_id].append(topic_id)
+    profiles = [
+        Profile(
+            subscriber_id=subscriber.pk,
+            topic_ids=tuple(sorted(topics[subscriber.pk])),
+            interests=subscriber.interests,
+            excluded_keywords=subscriber.excluded_keywords,
+            limit=subscriber.papers_per_digest,
+            since=start,
+        )
+        for subscriber, start in zip(subscribers, since, strict=True)
+    ]
+    return profiles_complete(profiles, models=True)
+
+
+def profiles_complete(profiles: Sequence[Profile], *, models: bool) -> list[Profile]:
+    """The profiles with the papers their interests name and, with `models`, their fitted models."""
+    stored = reader_models(subscriber_ids=[p.subscriber_id for p in profiles]) if models else {}
+    keys = [title_keys(p.interests) for p in profiles]
+    liked_ids = {paper_id for _, _, liked in stored.values() for paper_id in liked}
+    by_key: dict[str, CandidatePaper] = {}
+    by_id: dict[int, CandidatePaper] = {}
+    if liked_ids or any(keys):
+        for key, paper in papers_named(title_keys=[k for ks in keys for k in ks], ids=list(liked_ids)):
+            by_key[key] = by_id[paper.id] = paper
+    result = []
+    for profile, profile_keys in zip(profiles, keys, strict=True):
+        named = {by_key[k].id: by_key[k] for k in profile_keys if k in by_key}
+        anchors = tuple(named.values())
+        taste = None
+        if profile.subscriber_id in stored:
+            features, weights, liked = stored[profile.subscriber_id]
+            taste = Taste(
+                features=np.frombuffer(features, dtype=np.int32),
+                weights=np.frombuffer(weights, dtype=np.float32),
+                liked=tuple(by_id[i] for i in liked if i in by_id),
+            )
+        result.append(dataclasses.replace(profile, anchors=anchors, taste=taste))
+    return result
 
 
 def picks_recorded(*, delivery_ids: Sequence[int]) -> dict[int, list[Pick]]:
@@ -91,8 +152,7 @@ def digest_preview(*, subscriber: Subscriber, now: datetime, limit: int | None =
     papers = papers_candidates(since=since, limit=settings.NEWSLETTER_MAX_CANDIDATES)
     pool = CandidatePool(papers, topic_names(), now)
     sent = papers_already_sent(subscriber_ids=[subscriber.pk], paper_ids=[p.id for p in papers])
-    topic_ids = list(subscriber.topics.values_list("id", flat=True))
-    profile = profile_for(subscriber=subscriber, since=since, topic_ids=topic_ids)
+    (profile,) = profiles_build(subscribers=[subscriber], since=[since])
     if limit is not None:
         profile = dataclasses.replace(profile, limit=limit)
     return rank(profiles=[profile], pool=pool, already_sent=sent)[0]
@@ -104,7 +164,7 @@ def interests_preview(
     """Rank papers for an ad-hoc profile (preview_digest --interests): no subscriber, no history."""
     papers = papers_candidates(since=since, limit=settings.NEWSLETTER_MAX_CANDIDATES)
     pool = CandidatePool(papers, topic_names(), now)
-    profile = Profile(
+    bare = Profile(
         subscriber_id=0,
         topic_ids=tuple(topic_ids),
         interests=interests,
@@ -112,6 +172,7 @@ def interests_preview(
         limit=limit,
         since=since,
     )
+    (profile,) = profiles_complete([bare], models=False)
     return rank(profiles=[profile], pool=pool, already_sent=set())[0]
 
 

@@ -20,6 +20,7 @@ from newsletter.selectors import Preferences
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import deliveries_sweep, digests_dispatch_iter
 from newsletter.services.events import event_process
+from newsletter.services.learning import reader_model_fit
 from newsletter.services.subscription import (
     Answer,
     EmailKind,
@@ -120,3 +121,9 @@ def expire_pending_subscribers() -> None:
 @shared_task(autoretry_for=(OperationalError,), retry_backoff=RETRY_BACKOFF, max_retries=5)
 def process_email_event(event_id: int) -> None:
     event_process(event_id=event_id)
+
+
+# Idempotent: a fit reads all of the subscriber's feedback, so a repeated or late task converges.
+@shared_task(autoretry_for=(OperationalError,), retry_backoff=RETRY_BACKOFF, max_retries=5)
+def fit_reader_model(subscriber_id: int) -> None:
+    reader_model_fit(subscriber_id=subscriber_id)

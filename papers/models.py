@@ -1,6 +1,11 @@
 from django.db import models
 
 
+def keywords_split(keywords: str) -> list[str]:
+    """A topic's comma-separated keywords as a list; a function so migrations' models can use it."""
+    return [k.strip() for k in keywords.split(",") if k.strip()]
+
+
 class Topic(models.Model):
     """A subject subscribers can pick. Operators edit the taxonomy in the admin."""
 
@@ -18,7 +23,7 @@ class Topic(models.Model):
 
     @property
     def keyword_list(self) -> list[str]:
-        return [k.strip() for k in self.keywords.split(",") if k.strip()]
+        return keywords_split(self.keywords)
 
 
 class Paper(models.Model):

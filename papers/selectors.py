@@ -28,6 +28,8 @@ class CandidatePaper:
     ingested_at: datetime
     published_at: datetime | None
     topic_ids: tuple[int, ...]
+    # PaperTopic.score of each topic in `topic_ids`: how strongly the paper belongs to it.
+    topic_scores: tuple[float, ...]
 
 
 _CANDIDATE_FIELDS = (
@@ -51,12 +53,31 @@ def papers_by_ids(*, ids: Sequence[int]) -> list[CandidatePaper]:
 
 
 def _with_topics(rows: list[tuple]) -> list[CandidatePaper]:
-    topics: dict[int, list[int]] = defaultdict(list)
-    for paper_id, topic_id in PaperTopic.objects.filter(paper_id__in=[r[0] for r in rows]).values_list(
-        "paper_id", "topic_id"
+    topics: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    for paper_id, topic_id, score in PaperTopic.objects.filter(paper_id__in=[r[0] for r in rows]).values_list(
+        "paper_id", "topic_id", "score"
     ):
-        topics[paper_id].append(topic_id)
-    return [CandidatePaper(*row, topic_ids=tuple(sorted(topics[row[0]]))) for row in rows]
+        topics[paper_id].append((topic_id, score))
+    papers = []
+    for row in rows:
+        pairs = sorted(topics[row[0]])
+        papers.append(
+            CandidatePaper(
+                *row,
+                topic_ids=tuple(t for t, _ in pairs),
+                topic_scores=tuple(float(score) for _, score in pairs),
+            )
+        )
+    return papers
+
+
+def papers_named(*, title_keys: Sequence[str], ids: Sequence[int]) -> list[tuple[str, CandidatePaper]]:
+    """(title key, paper) of the papers with these title keys or ids, in one query and without their
+    topics: the papers interests name and the papers readers liked, which ranking only reads."""
+    rows = Paper.objects.filter(Q(title_key__in=title_keys) | Q(id__in=ids)).values_list(
+        "title_key", *_CANDIDATE_FIELDS
+    )
+    return [(key, CandidatePaper(*row, topic_ids=(), topic_scores=())) for key, *row in rows]
 
 
 def topic_names() -> dict[int, str]:

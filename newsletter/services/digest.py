@@ -4,7 +4,6 @@ so a retry sends the same digest and a paper never reaches a subscriber twice.""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,9 +12,10 @@ from django.conf import settings
 from django.db import connection as db_connection
 from psycopg.types.json import Jsonb
 
-from newsletter.models import Delivery, DeliveryItem, Subscriber
-from newsletter.selectors import papers_already_sent, picks_recorded
-from newsletter.services.ranking import CandidatePool, Pick, profile_for, rank
+from newsletter.models import Delivery, DeliveryItem
+from newsletter.selectors import papers_already_sent, picks_recorded, profiles_build
+from newsletter.services.candidates import CandidatePool, Pick
+from newsletter.services.ranking import rank
 from papers.selectors import papers_candidates, topic_names
 
 
@@ -46,15 +46,9 @@ def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> None:
     pool = CandidatePool(papers, topic_names(), now)
     subscriber_ids = [d.subscriber_id for d in deliveries]
     sent = papers_already_sent(subscriber_ids=subscriber_ids, paper_ids=[p.id for p in papers])
-    topics: dict[int, list[int]] = defaultdict(list)
-    for subscriber_id, topic_id in Subscriber.topics.through.objects.filter(
-        subscriber_id__in=subscriber_ids
-    ).values_list("subscriber_id", "topic_id"):
-        topics[subscriber_id].append(topic_id)
-    profiles = [
-        profile_for(subscriber=d.subscriber, since=d.window_start, topic_ids=topics[d.subscriber_id])
-        for d in deliveries
-    ]
+    profiles = profiles_build(
+        subscribers=[d.subscriber for d in deliveries], since=[d.window_start for d in deliveries]
+    )
     ranked = rank(profiles=profiles, pool=pool, already_sent=sent)
     picks_record(
         [

@@ -4,7 +4,7 @@
 the CSS of the HTML part with premailer, and adds the headers receiving servers look for:
 Message-ID, List-Id, and for list mail `List-Unsubscribe` + `List-Unsubscribe-Post` (RFC 8058).
 Digests pass parts they rendered with the same templates through a faster path
-(newsletter.services.digest_render) as `rendered`.
+(newsletter.services.digest_templates) as `rendered`.
 """
 
 from __future__ import annotations

@@ -2,15 +2,26 @@
 
 For s subscribers and p candidate papers every signal is an s x p matrix:
 
-    relevance = 3.0 * topic match   (shared topics, 1 = two or more)
-              + 4.0 * similarity    (TF-IDF cosine of interests and title+abstract, 1 = cosine 0.25+)
+    relevance = 3.0 * topics        (sum of PaperTopic.score over the chosen topics, 1 = 0.5+)
+              + 4.0 * similarity    (TF-IDF cosine of the interest query and title+abstract, 1 = `full`;
+                                     1.0 instead of 4.0 once the subscriber has a fitted model, which
+                                     holds the interests as its first positive)
               + 2.0 * keyword hits  (interest phrases found in the paper, 1 = three or more)
+              + 24  * learned       (the subscriber's fitted feedback model, newsletter.services.learning,
+                                     scaled so the strongest rated paper is 1: typically 0.1 to 0.4 for
+                                     papers like the liked ones, negative near the dismissed ones)
     score     = relevance + 0.5 * popularity (log upvotes/stars, 1 = 500+) + 0.25 * recency
 
+The interest query is the interests' text; an interest naming a paper of the database (its title)
+adds that paper's title and abstract, "papers like that one". Longer queries have lower cosines, so
+the cosine that counts fully (`full`) goes from 0.25 for a keyword or two down to 0.1 for a sentence,
+a title or a whole paper, and the similarity needed to be relevant is a fifth of it.
+
 A paper is eligible when it is in the subscriber's window, not excluded by their keywords, never sent
-to them before, and relevant (any topic, keyword or a real similarity) unless they chose nothing, in
-which case they get what is trending. The per-paper work (vectors, topic matrix, popularity) is done
-once per chunk in `CandidatePool`; per subscriber there is only a row of each matrix.
+to them before, not a paper their interests name, and relevant (any topic, keyword, real similarity
+or liking by their model) unless they chose nothing, in which case they get what is trending. The
+per-paper work (vectors, topic matrix, popularity) is done once per chunk in `CandidatePool`; per
+subscriber there is only a row of each matrix, and the fitted models of a chunk are one sparse matrix.
 
 Every signal of a paper depends on the paper, the subscriber and `now` only, never on which other
 papers share the pool: a subscriber ranked in a chunk (whose pool spans everyone's windows) gets the
@@ -19,224 +30,51 @@ same digest as ranked alone, and the manage-page preview shows what the digest w
 
 from __future__ import annotations
 
-import math
-import re
-from collections import OrderedDict, defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
+from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse
 
+from newsletter.services.candidates import (
+    CandidatePool,
+    PhraseHits,
+    Pick,
+    Profile,
+    interest_queries,
+    paper_vectors,
+)
+from newsletter.services.reasons import Evidence, reasons_for
 from papers.selectors import CandidatePaper
 from papers.services.text import (
     N_FEATURES,
-    PhraseSet,
-    content_tokens,
-    feature_counts,
-    features,
-    gram_counts,
-    paper_text,
-    phrase_grams,
-    tfidf,
 )
-
-if TYPE_CHECKING:
-    from newsletter.models import Subscriber
 
 WEIGHT_TOPIC = 3.0
 WEIGHT_SIMILARITY = 4.0
 WEIGHT_KEYWORD = 2.0
+WEIGHT_LEARNED = 24.0
+WEIGHT_SIMILARITY_LEARNED = 1.0  # instead of WEIGHT_SIMILARITY once a model is fitted
 WEIGHT_POPULARITY = 0.5
 WEIGHT_RECENCY = 0.25
-SIMILARITY_FULL = 0.25  # cosine at which similarity counts fully
-SIMILARITY_MIN = 0.05  # below this, similarity alone does not make a paper relevant
-SIMILARITY_REASON = 0.08  # and below this it is not worth naming as a reason
-TRENDING_UPVOTES = 20
-TRENDING_STARS = 100
-# Popularity on a fixed scale (upvotes plus stars/20 at which it counts fully), not relative to the
-# most popular paper of the pool: a pool-relative scale made scores depend on the chunk.
-POPULARITY_FULL = 500
-RECENCY_DAYS = 14.0
-MAX_PHRASE_WORDS = 4
-
-_PHRASE_SPLIT = re.compile(r"[,;\n]+")
+TOPIC_FULL = 0.5  # summed PaperTopic.score at which the topic signal counts fully (one strong topic ~0.35)
+# Cosine at which similarity counts fully: SIMILARITY_FULL for a query of a few features, falling
+# with the square root of the query's length down to SIMILARITY_FULL_LONG.
+SIMILARITY_FULL = 0.25
+SIMILARITY_FULL_LONG = 0.1
+SIMILARITY_FULL_FEATURES = 3  # a two-word interest has 3 features (two words, one bigram)
+SIMILARITY_MIN = 0.2  # of `full`: below this, similarity alone does not make a paper relevant
+LEARNED_MIN = 0.25  # the model's score at which being liked alone makes a paper relevant
 
 
-@dataclass(frozen=True)
-class Profile:
-    """What ranking needs to know about one subscriber."""
-
-    subscriber_id: int
-    topic_ids: tuple[int, ...]
-    interests: str
-    excluded_keywords: str
-    limit: int
-    since: datetime  # papers ingested after this instant are in the window
-
-    @property
-    def phrases(self) -> list[str]:
-        """Short comma-separated parts of the interests are keywords; long sentences are not."""
-        return _phrases(self.interests)
-
-    @property
-    def excluded(self) -> list[str]:
-        return [p for p in _PHRASE_SPLIT.split(self.excluded_keywords) if content_tokens(p)]
-
-
-def profile_for(*, subscriber: Subscriber, since: datetime, topic_ids: Sequence[int]) -> Profile:
-    return Profile(
-        subscriber_id=subscriber.pk,
-        topic_ids=tuple(topic_ids),
-        interests=subscriber.interests,
-        excluded_keywords=subscriber.excluded_keywords,
-        limit=subscriber.papers_per_digest,
-        since=since,
-    )
-
-
-def _phrases(text: str) -> list[str]:
-    parts = (p.strip().strip("\"'") for p in _PHRASE_SPLIT.split(text))
-    return [p for p in parts if p and 0 < len(content_tokens(p)) <= MAX_PHRASE_WORDS]
-
-
-@dataclass(frozen=True)
-class Pick:
-    paper: CandidatePaper
-    score: float
-    reasons: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PaperFeatures:
-    """What ranking needs from one paper's text: computed once per worker process, not per chunk."""
-
-    fingerprint: int  # hash of title and abstract: an edited paper is computed again
-    indices: np.ndarray  # its row of `feature_counts`, as CSR parts
-    data: np.ndarray
-    grams: np.ndarray  # sorted hash() of its grams, for exact checks of hashed hits (~3 KB)
-
-    def has(self, gram: str) -> bool:
-        key = hash(gram)
-        position = np.searchsorted(self.grams, key)
-        return bool(position < len(self.grams) and self.grams[position] == key)
-
-
-class FeatureCache:
-    """Most recently used papers' features. Every chunk of a dispatch round ranks nearly the same
-    candidates, so after the first chunk a worker computes nothing but the new papers."""
-
-    def __init__(self, max_papers: int) -> None:
-        self.max_papers = max_papers
-        self._entries: OrderedDict[int, PaperFeatures] = OrderedDict()
-
-    def get(self, papers: Sequence[CandidatePaper]) -> list[PaperFeatures]:
-        found: list[PaperFeatures | None] = []
-        missing: list[int] = []
-        for index, paper in enumerate(papers):
-            entry = self._entries.get(paper.id)
-            if entry is not None and entry.fingerprint == hash((paper.title, paper.abstract)):
-                self._entries.move_to_end(paper.id)
-                found.append(entry)
-            else:
-                found.append(None)
-                missing.append(index)
-        if missing:
-            gram_lists = [features(paper_text(papers[i].title, papers[i].abstract)) for i in missing]
-            counts = gram_counts(gram_lists)
-            for row, (index, grams) in enumerate(zip(missing, gram_lists, strict=True)):
-                paper = papers[index]
-                start, end = counts.indptr[row], counts.indptr[row + 1]
-                entry = PaperFeatures(
-                    fingerprint=hash((paper.title, paper.abstract)),
-                    indices=counts.indices[start:end].copy(),
-                    data=counts.data[start:end].copy(),
-                    grams=np.unique(np.fromiter((hash(g) for g in set(grams)), dtype=np.int64)),
-                )
-                self._entries[paper.id] = entry
-                found[index] = entry
-            while len(self._entries) > self.max_papers:
-                self._entries.popitem(last=False)
-        return found  # type: ignore[return-value]
-
-
-_features = FeatureCache(max_papers=5000)
-
-
-class CandidatePool:
-    """Candidate papers with the matrices ranking needs, built once and shared by a chunk."""
-
-    def __init__(
-        self, papers: Sequence[CandidatePaper], topic_names: Mapping[int, str], now: datetime
-    ) -> None:
-        self.papers = list(papers)
-        self.topic_names = dict(topic_names)
-        self.topic_column = {topic_id: i for i, topic_id in enumerate(sorted(self.topic_names))}
-        # A quiet window has no candidates; the matrices are then empty, not an error, so a chunk
-        # with nothing new skips (or says "nothing new") and the manage page still renders.
-        self.features = _features.get(self.papers)
-        indptr = np.zeros(len(self.papers) + 1, dtype=np.int64)
-        np.cumsum([len(f.indices) for f in self.features], out=indptr[1:])
-        data = np.concatenate([f.data for f in self.features] or [np.zeros(0, np.float32)])
-        indices = np.concatenate([f.indices for f in self.features] or [np.zeros(0, np.int32)])
-        self.counts = sparse.csr_matrix((data, indices, indptr), shape=(len(self.papers), N_FEATURES))
-        self.vectors = tfidf(self.counts) if self.papers else self.counts
-        rows = [i for i, p in enumerate(self.papers) for t in p.topic_ids if t in self.topic_column]
-        cols = [self.topic_column[t] for p in self.papers for t in p.topic_ids if t in self.topic_column]
-        self.topics = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
-            shape=(len(self.papers), max(len(self.topic_column), 1)),
-        )
-        self.ingested = np.array([p.ingested_at.timestamp() for p in self.papers], dtype=np.float64)
-        heat = np.array(
-            [math.log1p((p.upvotes or 0) + (p.github_stars or 0) / 20) for p in self.papers], dtype=np.float64
-        )
-        self.popularity = np.minimum(heat / math.log1p(POPULARITY_FULL), 1.0)
-        reference = [(p.published_at or p.ingested_at).timestamp() for p in self.papers]
-        age_days = (now.timestamp() - np.array(reference, dtype=np.float64)) / 86400.0
-        self.recency = np.clip(1.0 - age_days / RECENCY_DAYS, 0.0, 1.0)
-
-    def __len__(self) -> int:
-        return len(self.papers)
-
-    def has_token(self, index: int, token: str) -> bool:
-        return self.features[index].has(token)
-
-    def has_phrase(self, index: int, phrase: str) -> bool:
-        """Whether the paper really has every gram of `phrase` (the exact check of a hashed hit)."""
-        grams = phrase_grams(phrase)
-        return bool(grams) and all(self.features[index].has(gram) for gram in grams)
-
-
-class PhraseHits:
-    """Which of the chunk's phrases occur in which paper, and how many of each subscriber's do."""
-
-    def __init__(self, phrase_lists: Sequence[list[str]], pool: CandidatePool) -> None:
-        lowered = [sorted({p.lower() for p in phrases}) for phrases in phrase_lists]
-        vocabulary = sorted({p for phrases in lowered for p in phrases})
-        self.column = {p: i for i, p in enumerate(vocabulary)}
-        present = PhraseSet(vocabulary).counts(pool.counts) > 0  # p x k
-        # The hashed feature columns collide (2**18 of them for every word pair of every paper:
-        # "speech recognition" and "face year" share one), so each hit is confirmed on the paper's
-        # real grams. Only hits are checked, against grams cached per process.
-        for paper_index, column in zip(*np.nonzero(present), strict=True):
-            if not pool.has_phrase(int(paper_index), vocabulary[column]):
-                present[paper_index, column] = False
-        self.present = present.astype(np.float32)
-        rows = [i for i, phrases in enumerate(lowered) for _ in phrases]
-        cols = [self.column[p] for phrases in lowered for p in phrases]
-        chosen = sparse.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
-            shape=(len(lowered), max(len(vocabulary), 1)),
-        )
-        self.counts = (
-            np.asarray(chosen @ self.present.T) if vocabulary else np.zeros((len(lowered), len(pool)))
-        )
-
-    def found(self, phrases: Sequence[str], paper_index: int) -> list[str]:
-        return [p for p in phrases if self.present[paper_index, self.column[p.lower()]]]
+def _tastes(profiles: Sequence[Profile]) -> sparse.csr_matrix:
+    """The chunk's fitted models stacked as one s x N_FEATURES matrix (a zero row without one)."""
+    parts = [pr.taste for pr in profiles]
+    indptr = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(t.features) if t else 0 for t in parts], out=indptr[1:])
+    data = np.concatenate([t.weights for t in parts if t] or [np.zeros(0, np.float32)])
+    indices = np.concatenate([t.features for t in parts if t] or [np.zeros(0, np.int32)])
+    return sparse.csr_matrix((data, indices, indptr), shape=(len(parts), N_FEATURES))
 
 
 def rank(
@@ -249,37 +87,57 @@ def rank(
         return [[] for _ in profiles]
     s = len(profiles)
 
-    rows = [i for i, pr in enumerate(profiles) for t in pr.topic_ids if t in pool.topic_column]
-    cols = [pool.topic_column[t] for pr in profiles for t in pr.topic_ids if t in pool.topic_column]
+    triples = [(i, pool.topic_column.get(t)) for i, pr in enumerate(profiles) for t in pr.topic_ids]
+    triples = [(i, c) for i, c in triples if c is not None]
     chosen_topics = sparse.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(s, pool.topics.shape[1])
+        (np.ones(len(triples), dtype=np.float32), ([i for i, _ in triples], [c for _, c in triples])),
+        shape=(s, pool.topics.shape[1]),
     )
-    topic_hits = np.asarray((chosen_topics @ pool.topics.T).todense())
-    similarity = np.asarray(
-        (tfidf(feature_counts([pr.interests for pr in profiles])) @ pool.vectors.T).todense()
-    )
+    topic_strength = np.asarray((chosen_topics @ pool.topics.T).todense())
+    queries = interest_queries([pr.interests for pr in profiles], [pr.anchors for pr in profiles])
+    similarity = np.asarray((queries @ pool.vectors.T).todense())
+    query_features = np.diff(queries.indptr).astype(np.float64)
+    full = np.clip(
+        SIMILARITY_FULL * np.sqrt(SIMILARITY_FULL_FEATURES / np.maximum(query_features, 1.0)),
+        SIMILARITY_FULL_LONG,
+        SIMILARITY_FULL,
+    )[:, None]
+    learned = np.asarray((_tastes(profiles) @ pool.vectors.T).todense())
     keywords = PhraseHits([pr.phrases for pr in profiles], pool)
     keyword_hits = keywords.counts
     excluded = PhraseHits([pr.excluded for pr in profiles], pool).counts > 0
 
+    similar = similarity >= SIMILARITY_MIN * full
+    # A fitted model has the interests as its first positive: it takes over most of their weight.
+    similarity_weight = np.array(
+        [WEIGHT_SIMILARITY_LEARNED if pr.taste else WEIGHT_SIMILARITY for pr in profiles]
+    )[:, None]
     relevance = (
-        WEIGHT_TOPIC * np.minimum(topic_hits, 2.0) / 2.0
-        + WEIGHT_SIMILARITY * np.minimum(similarity / SIMILARITY_FULL, 1.0) * (similarity >= SIMILARITY_MIN)
+        WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0)
+        + similarity_weight * np.minimum(similarity / full, 1.0) * similar
         + WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0
     )
-    has_preferences = np.array([bool(pr.topic_ids or pr.interests.strip()) for pr in profiles])
-    relevant = (relevance > 0) | ~has_preferences[:, None]
+    has_preferences = np.array([bool(pr.topic_ids or pr.interests.strip() or pr.taste) for pr in profiles])
+    relevant = (relevance > 0) | (learned >= LEARNED_MIN) | ~has_preferences[:, None]
     since = np.array([pr.since.timestamp() for pr in profiles], dtype=np.float64)
     in_window = pool.ingested[None, :] > since[:, None]
-    score = relevance + WEIGHT_POPULARITY * pool.popularity[None, :] + WEIGHT_RECENCY * pool.recency[None, :]
+    score = (
+        relevance
+        + WEIGHT_LEARNED * learned
+        + WEIGHT_POPULARITY * pool.popularity[None, :]
+        + WEIGHT_RECENCY * pool.recency[None, :]
+    )
     eligible = relevant & in_window & ~excluded
+    col_of = {paper.id: j for j, paper in enumerate(pool.papers)}
+    for i, pr in enumerate(profiles):
+        # A paper the interests name is what they already know; its neighbours are the point.
+        eligible[i, [col_of[a.id] for a in pr.anchors if a.id in col_of]] = False
     if already_sent:
         # A list per subscriber: a chunk may hold two deliveries of one subscriber (a re-driven
         # one and a new one), and both rows must exclude what they were sent.
         rows_of: dict[int, list[int]] = defaultdict(list)
         for i, pr in enumerate(profiles):
             rows_of[pr.subscriber_id].append(i)
-        col_of = {paper.id: j for j, paper in enumerate(pool.papers)}
         for subscriber_id, paper_id in already_sent:
             if paper_id in col_of:
                 eligible[rows_of.get(subscriber_id, []), col_of[paper_id]] = False
@@ -287,19 +145,48 @@ def rank(
 
     results = []
     paper_ids = np.array([paper.id for paper in pool.papers])
+    # Cosines of every named and every liked paper of the chunk with the pool: two products for the
+    # chunk, which each subscriber's reasons then read (a product per subscriber costs 10x more).
+    anchor_cosines, anchor_at = _pool_cosines([pr.anchors for pr in profiles], pool)
+    liked_cosines, liked_at = _pool_cosines([pr.taste.liked if pr.taste else () for pr in profiles], pool)
     for i, profile in enumerate(profiles):
         top = _top(score[i], paper_ids, profile.limit)
+        start, end = queries.indptr[i], queries.indptr[i + 1]
+        evidence = Evidence(
+            similarity=similarity[i] / full[i, 0],
+            learned=learned[i],
+            query=dict(
+                zip(queries.indices[start:end].tolist(), queries.data[start:end].tolist(), strict=True)
+            ),
+            anchors=anchor_cosines[anchor_at[i] : anchor_at[i + 1]]
+            if anchor_at[i + 1] > anchor_at[i]
+            else None,
+            liked=liked_cosines[liked_at[i] : liked_at[i + 1]] if liked_at[i + 1] > liked_at[i] else None,
+        )
+        reasons = reasons_for(profile, pool, top, evidence, keywords)
         results.append(
             [
-                Pick(
-                    paper=pool.papers[j],
-                    score=round(float(score[i, j]), 4),
-                    reasons=_reasons(profile, pool, j, float(similarity[i, j]), keywords),
-                )
-                for j in top
+                Pick(paper=pool.papers[j], score=round(float(score[i, j]), 4), reasons=why)
+                for j, why in zip(top, reasons, strict=True)
             ]
         )
     return results
+
+
+def _pool_cosines(
+    groups: Sequence[Sequence[CandidatePaper]], pool: CandidatePool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosines of the groups' papers with the pool, a row per paper of each group, and where each
+    group's rows start. Readers like the same papers: each distinct paper is computed once."""
+    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum([len(group) for group in groups], out=offsets[1:])
+    distinct = {paper.id: paper for group in groups for paper in group}
+    if not distinct:
+        return np.zeros((0, len(pool)), dtype=np.float32), offsets
+    vectors, _ = paper_vectors([list(distinct.values())])
+    row_of = {paper_id: row for row, paper_id in enumerate(distinct)}
+    rows = np.array([row_of[paper.id] for group in groups for paper in group], dtype=np.intp)
+    return (vectors @ pool.vectors.T).toarray()[rows], offsets
 
 
 def _top(scores: np.ndarray, paper_ids: np.ndarray, limit: int) -> np.ndarray:
@@ -316,36 +203,3 @@ def _top(scores: np.ndarray, paper_ids: np.ndarray, limit: int) -> np.ndarray:
         candidates = np.arange(len(scores))
     candidates = candidates[np.isfinite(scores[candidates])]
     return candidates[np.lexsort((-paper_ids[candidates], -scores[candidates]))][:limit]
-
-
-def _reasons(
-    profile: Profile, pool: CandidatePool, index: int, similarity: float, keywords: PhraseHits
-) -> tuple[str, ...]:
-    """Why this paper was picked for this subscriber, in words, for the email."""
-    paper = pool.papers[index]
-    reasons = []
-    shared = [
-        pool.topic_names[t] for t in paper.topic_ids if t in profile.topic_ids and t in pool.topic_names
-    ]
-    if shared:
-        reasons.append("Matches your topic" + ("s" if len(shared) > 1 else "") + ": " + ", ".join(shared[:3]))
-    found = keywords.found(profile.phrases, index)
-    if found:
-        reasons.append("Mentions " + ", ".join(f"“{p}”" for p in found[:3]))
-    # A similarity below SIMILARITY_REASON is still named when it is the only reason the paper is
-    # here; otherwise the fallback below would call it "most popular" whatever its popularity.
-    if similarity >= SIMILARITY_REASON or (similarity >= SIMILARITY_MIN and not reasons):
-        listed = {t for p in found for t in content_tokens(p)}
-        terms = [t for t in dict.fromkeys(content_tokens(profile.interests)) if pool.has_token(index, t)]
-        terms = [t for t in terms if t not in listed][:3]
-        if terms:
-            reasons.append("Matches your interest in " + ", ".join(terms))
-        elif not found:
-            reasons.append("Close to what you described in your interests")
-    if (paper.upvotes or 0) >= TRENDING_UPVOTES:
-        reasons.append(f"Trending: {paper.upvotes:,} upvotes")
-    if (paper.github_stars or 0) >= TRENDING_STARS:
-        reasons.append(f"{paper.github_stars:,} GitHub stars")
-    if not reasons:
-        reasons.append("Among the most popular new papers")
-    return tuple(reasons)

@@ -17,9 +17,9 @@ from django.utils.encoding import iri_to_uri
 
 from newsletter.models import Delivery, Subscriber
 from newsletter.selectors import picks_recorded
+from newsletter.services.candidates import Pick
 from newsletter.services.digest_templates import PaperRow, digest_render
 from newsletter.services.emails import build_email
-from newsletter.services.ranking import Pick
 from newsletter.services.tokens import Purpose, link
 from papers.selectors import CandidatePaper, topic_names
 

@@ -1,5 +1,5 @@
 """`{% fragment "name" %}...{% endfragment %}`: marks a part of a digest template that repeats or is
-optional. Rendered normally it is just its content; while newsletter.services.digest_render compiles
+optional. Rendered normally it is just its content; while newsletter.services.digest_templates compiles
 the template, it is wrapped in <!--name--> markers so the compiler can cut it out."""
 
 from django import template

@@ -15,7 +15,7 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from papers.models import Paper, PaperTopic, Topic
+from papers.models import Paper, Topic
 from papers.services.parsers import (
     SOURCE_ARXIV,
     PaperRecord,
@@ -24,7 +24,7 @@ from papers.services.parsers import (
     parse,
     title_key,
 )
-from papers.services.tagging import TopicModel, papers_tag, topic_model_build
+from papers.services.tagging import TopicModel, papers_retag, topic_model_build
 
 logger = logging.getLogger(__name__)
 
@@ -163,17 +163,7 @@ class _Batch:
             Paper.objects.bulk_update(updated, [*sorted(fields), "updated_at"])
         retag = created + [p for p, f in self.changed.values() if f & _TEXT_FIELDS]
         if model is not None and retag:
-            _tag(retag, model)
-
-
-def _tag(papers: list[Paper], model: TopicModel) -> None:
-    tags = papers_tag(model=model, titles=[p.title for p in papers], abstracts=[p.abstract for p in papers])
-    PaperTopic.objects.filter(paper__in=[p.pk for p in papers]).delete()
-    PaperTopic.objects.bulk_create(
-        PaperTopic(paper_id=paper.pk, topic_id=topic_id, score=score)
-        for paper, pairs in zip(papers, tags, strict=True)
-        for topic_id, score in pairs
-    )
+            papers_retag(papers=retag, model=model)
 
 
 def papers_ingest_records(

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from django.db import models
 
-from papers.models import Topic
+from papers.models import PaperTopic, Topic, keywords_split
 from papers.services.text import PhraseSet, feature_counts, paper_text, tfidf
 
 # Tuned on the shipped sample papers; see tests/papers/test_tagging.py for the behaviour they buy.
@@ -36,8 +37,12 @@ class TopicModel:
 def topic_model_build(*, topics: Sequence[Topic]) -> TopicModel:
     topics = list(topics)
     topic_ids = [t.id for t in topics]
-    documents = [f"{t.name}. {t.description}. {', '.join(t.keyword_list)}" for t in topics]
-    pairs = [(kw, i) for i, t in enumerate(topics) for kw in [t.name, *t.keyword_list]]
+    # Topics of a migration's historical models have no `keyword_list`: split here.
+    keyword_lists = [keywords_split(t.keywords) for t in topics]
+    documents = [
+        f"{t.name}. {t.description}. {', '.join(kw)}" for t, kw in zip(topics, keyword_lists, strict=True)
+    ]
+    pairs = [(kw, i) for i, t in enumerate(topics) for kw in [t.name, *keyword_lists[i]]]
     keywords = PhraseSet(kw for kw, _ in pairs)
     keyword_topics = np.zeros((len(pairs), len(topics)), dtype=np.float32)
     for row, (_, topic_index) in enumerate(pairs):
@@ -80,3 +85,17 @@ def papers_tag(
             [(model.topic_ids[c], round(float(score[row, c]), 4)) for c in ranked[:MAX_TOPICS_PER_PAPER]]
         )
     return results
+
+
+def papers_retag(
+    *, papers: Sequence[models.Model], model: TopicModel, through: type[models.Model] = PaperTopic
+) -> None:
+    """Replace the topics of these papers (rows with id, title, abstract). `through` is PaperTopic, or
+    its historical model when a data migration re-tags everything after changing the topics."""
+    tags = papers_tag(model=model, titles=[p.title for p in papers], abstracts=[p.abstract for p in papers])
+    through.objects.filter(paper_id__in=[p.pk for p in papers]).delete()
+    through.objects.bulk_create(
+        through(paper_id=paper.pk, topic_id=topic_id, score=score)
+        for paper, pairs in zip(papers, tags, strict=True)
+        for topic_id, score in pairs
+    )

@@ -90,7 +90,7 @@ def test_sign_up_confirm_manage_and_unsubscribe(page: Page, console_errors: list
     expect(page.get_by_label("Time zone")).to_have_value("Europe/Berlin")  # from static/js/timezone.js
     expect(page.locator("#weekday-row")).to_be_hidden()  # daily is the default
     page.get_by_label("Email address").fill("  Ada.Lovelace@Example.org ")
-    page.get_by_label("Language models").check()
+    page.get_by_label("Pre-training & architectures").check()
     page.get_by_label("Multimodal & vision-language").check()
     page.get_by_label("Interests").fill("instruction tuning, in-context learning")
     page.get_by_role("button", name="Subscribe").click()

@@ -58,7 +58,7 @@ def test_preview_interests_with_topics(sample_papers) -> None:
 
     assert len(rows) == 4
     assert all(efficiency.name in row["topics"] for row in rows)
-    assert all(any(r.startswith("Matches your topics: ") for r in row["reasons"]) for row in rows)
+    assert all(any(r.startswith("Matches your topic") for r in row["reasons"]) for row in rows)
     assert "quantiz" in rows[0]["title"].lower()
 
 

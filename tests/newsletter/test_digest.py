@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from newsletter.models import Delivery, DeliveryItem, Subscriber
 from newsletter.selectors import digest_preview
+from newsletter.services.candidates import Pick
 from newsletter.services.digest import digests_build, picks_record, picks_record_portable
-from newsletter.services.ranking import Pick
 from newsletter.services.render import (
     ABSTRACT_CHARS,
     AUTHORS_SHOWN,

@@ -23,9 +23,9 @@ from html.parser import HTMLParser
 import pytest
 from django.template.loader import render_to_string
 
+from newsletter.services.candidates import Pick
 from newsletter.services.digest_templates import DIGEST_SCALARS, PaperRow, compiled_digest, digest_render
 from newsletter.services.emails import inline_css
-from newsletter.services.ranking import Pick
 from newsletter.services.render import PaperRowCache
 from papers.selectors import papers_by_ids, topic_names
 from tests.factories import PaperFactory

@@ -9,11 +9,14 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from newsletter.selectors import interests_preview, profiles_complete
+from newsletter.services.candidates import CandidatePool, PhraseHits, Pick, Profile
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import digests_dispatch
-from newsletter.services.ranking import CandidatePool, PhraseHits, Pick, Profile, rank
+from newsletter.services.ranking import rank
 from papers.models import Paper, Topic
 from papers.selectors import CandidatePaper, papers_candidates, topic_names
+from papers.services.parsers import parse
 from papers.services.text import content_tokens, phrase_columns
 from tests.factories import PaperFactory, SubscriberFactory
 
@@ -83,7 +86,9 @@ def test_speech_recognition_interest_puts_speech_papers_first(sample_papers) -> 
     assert all(p.reasons for p in picks)
     assert not any("Among the most popular new papers" in p.reasons for p in picks)
     assert all(
-        r.startswith(("Mentions “speech recognition”", "Matches your interest in "))
+        r.startswith(
+            ("Mentions “speech recognition”", "Matches your interest in ", "Close to your interests")
+        )
         for p in picks
         for r in p.reasons
     )
@@ -324,10 +329,11 @@ def _dispatch(count: int) -> list[int]:
 
 
 # Queries of deliveries_send for a chunk, whatever its size: claim (4 with the savepoint), reload,
-# suppressions, recorded picks, candidates (2), topics, sent pairs, subscribers' topics, insert of the
-# picks, picks read back (3), topic names, and the SET / RESET of synchronous_commit around the
-# sending. On top of these, one UPDATE per email sent.
-SEND_QUERIES_PER_CHUNK = 19
+# suppressions, recorded picks, candidates (2), topics, sent pairs, subscribers' topics, their fitted
+# feedback models, insert of the picks, picks read back (3), topic names, and the SET / RESET of
+# synchronous_commit around the sending. On top of these, one UPDATE per email sent. (Interests that
+# may name a paper, or liked papers to name in reasons, add one query for those papers.)
+SEND_QUERIES_PER_CHUNK = 20
 
 
 @pytest.mark.parametrize("count", [20, 40])
@@ -364,3 +370,45 @@ def test_dispatch_queries_do_not_grow_with_subscribers(
         chunks = digests_dispatch(chunk_size=1000)
 
     assert [len(c) for c in chunks] == [count]
+
+
+# --- interests that name a paper ---------------------------------------------------------------
+
+
+def test_an_interest_naming_a_paper_gets_papers_like_it(sample_papers) -> None:
+    named = Paper.objects.get(title__startswith="DeBERTaV3:")
+    # Typed loosely: the match is on the normalized title, as ingest dedupes.
+    typed = named.title.upper().replace(":", " -") + "  "
+    (pr,) = profiles_complete([profile(interests=f"{typed}; quantization")], models=False)
+    pool = pool_now()
+
+    picks = rank_one(pr, pool)
+
+    assert [a.id for a in pr.anchors] == [named.pk]
+    assert len(picks) == 10
+    assert named.pk not in ids(picks)  # what the reader named, they know
+    similar = [p for p in picks if f"Similar to “{named.title}”" in p.reasons]
+    assert len(similar) >= 5
+    assert any("Mentions “quantization”" in p.reasons for p in picks)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_the_first_title_of_each_seed_list_fills_a_digest(sample_papers, sample_files, index: int) -> None:
+    first_title = parse(sample_files[index].read_bytes()).records[0].title
+    now = timezone.now()
+
+    picks = interests_preview(
+        interests=first_title, topic_ids=[], limit=11, since=now - timedelta(days=1), now=now
+    )
+
+    assert len(picks) == 11
+    assert all(p.reasons[0] == f"Similar to “{first_title}”" for p in picks[:5])
+
+
+def test_a_sentence_that_names_no_paper_still_fills_the_digest(sample_papers) -> None:
+    picks = rank_one(
+        profile(interests="How should masked language models be pre-trained for understanding?"), pool_now()
+    )
+
+    assert len(picks) == 10
+    assert picks[0].reasons[0].startswith("Matches your interest in “")

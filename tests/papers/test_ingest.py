@@ -128,8 +128,9 @@ def test_topics_are_assigned_on_ingest(sample_files: list[Path]) -> None:
     assert "efficiency" in slugs(
         "FineQuant: Unlocking Efficiency with Fine-Grained Weight-Only Quantization for LLMs"
     )
+    # Generic LLM papers may fit no specific topic: there is no catch-all "Language models" any more.
     untagged = Paper.objects.filter(topics__isnull=True).count()
-    assert untagged < Paper.objects.count() // 10
+    assert untagged < Paper.objects.count() * 0.15
     assert not PaperTopic.objects.filter(score__lte=0).exists()
 
 

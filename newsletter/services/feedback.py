@@ -1,0 +1,25 @@
+"""A reader's "More like this" / "Not for me": one row per (subscriber, paper), the latest choice wins.
+
+After a change the caller queues the task that refits the subscriber's model
+(newsletter.tasks.fit_reader_model, newsletter.services.learning), so no email ever waits for a fit.
+"""
+
+from __future__ import annotations
+
+from newsletter.models import Feedback, Subscriber
+from papers.models import Paper
+
+
+def feedback_record(*, subscriber: Subscriber, paper: Paper, choice: str) -> Feedback:
+    if choice not in Feedback.Choice.values:
+        raise ValueError(f"unknown feedback choice {choice!r}; expected one of {Feedback.Choice.values}")
+    feedback, _ = Feedback.objects.update_or_create(
+        subscriber=subscriber, paper=paper, defaults={"choice": choice}
+    )
+    return feedback
+
+
+def feedback_remove(*, subscriber: Subscriber, paper: Paper) -> bool:
+    """Forget the reader's choice on this paper; False when there was none."""
+    deleted, _ = Feedback.objects.filter(subscriber=subscriber, paper=paper).delete()
+    return bool(deleted)
