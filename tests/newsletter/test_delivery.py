@@ -21,8 +21,8 @@ from newsletter.services.schedule import next_send_time, period_key
 from newsletter.tasks import RETRY_BACKOFF_MAX, DeliveriesDeferred, dispatch_digests, send_digest_chunk
 from papers.models import Paper
 from papers.services.ingest import papers_ingest_path
-from tests.conftest import free_port
 from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory
+from tests.support import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -260,7 +260,7 @@ def test_a_chunk_is_sent_over_one_smtp_connection(smtp_sink) -> None:
     result = deliveries_send(delivery_ids=ids)
 
     assert sorted(result.sent) == sorted(ids)
-    assert len(smtp_sink.connections) == 1
+    assert smtp_sink.connections == 1
     assert sorted(r for m in smtp_sink.messages for r in m.rcpt_tos) == sorted(s.email for s in subscribers)
     received = {m["To"]: m for m in smtp_sink.parsed()}
     for delivery in Delivery.objects.filter(id__in=ids).select_related("subscriber"):
@@ -328,7 +328,7 @@ def test_a_permanent_refusal_fails_only_that_delivery(smtp_sink) -> None:
     assert "550" in failed.last_error and "No such user" in failed.last_error
     assert sorted(r for m in smtp_sink.messages for r in m.rcpt_tos) == sorted([first.email, last.email])
     # The refusal did not cost the others their connection.
-    assert len(smtp_sink.connections) == 1
+    assert smtp_sink.connections == 1
     # A failed delivery is not retried.
     assert deliveries_send(delivery_ids=ids).sent == []
 
@@ -360,12 +360,11 @@ def test_a_temporary_data_failure_defers_and_the_retry_sends_the_same_digest(smt
     quantization_papers(2)
     subscriber = due()
     ids = dispatch_one_chunk()
-    smtp_sink.fail_data_with.append("451 4.3.0 Temporary failure")
+    smtp_sink.data_replies.append("451 4.3.0 Temporary failure")  # the next DATA only
 
     assert deliveries_send(delivery_ids=ids).deferred == ids
     recorded = list(DeliveryItem.objects.filter(subscriber=subscriber).values_list("paper_id", flat=True))
     quantization_papers(2)  # new papers arrive before the retry
-    smtp_sink.fail_data_with.clear()
 
     assert deliveries_send(delivery_ids=ids).sent == ids
     (message,) = smtp_sink.parsed()
