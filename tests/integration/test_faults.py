@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from newsletter.models import Delivery, DeliveryItem
@@ -191,6 +192,8 @@ def test_ingesting_while_digests_are_built_is_safe(sample_files, smtp_sink) -> N
                 papers_ingest_path(path=path)
         except BaseException as exc:  # reported below
             errors.append(exc)
+        finally:
+            connection.close()  # the thread's own connection, or the test database cannot be dropped
 
     ingester = threading.Thread(target=ingest_the_rest)
     ingester.start()
