@@ -53,7 +53,7 @@ def sample_counts(paths: list[Path]) -> tuple[int, int]:
     return len(titles), len({naive_key(t) for t in titles})
 
 
-# --- small inputs in each format ----------------------------------------------------------------
+# --- small inputs in each format ---------------------------------------------------------------
 
 ATOM_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n'
 

@@ -52,7 +52,7 @@ def unsized_server() -> Iterator[str]:
         yield f"{base_url}/stream"
 
 
-# --- url_fetch ------------------------------------------------------------------------------
+# --- url_fetch ---------------------------------------------------------------------------------
 
 
 def test_fetch_returns_the_body_and_validators(http_server) -> None:
@@ -153,7 +153,7 @@ def test_a_changed_etag_fetches_the_new_body(http_server) -> None:
     assert (fetched.data, fetched.etag) == (b"new", '"v2"')
 
 
-# --- feed_fetch -----------------------------------------------------------------------------
+# --- feed_fetch --------------------------------------------------------------------------------
 
 
 def make_feed(url: str, **fields) -> Feed:
@@ -269,7 +269,7 @@ def test_a_very_long_error_is_cut_to_the_status_column(http_server) -> None:
     assert len(feed.last_status) == Feed._meta.get_field("last_status").max_length
 
 
-# --- schedule -------------------------------------------------------------------------------
+# --- schedule ----------------------------------------------------------------------------------
 
 
 def test_feeds_due_selects_enabled_feeds_past_their_interval(_now) -> None:

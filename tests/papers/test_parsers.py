@@ -32,7 +32,7 @@ from tests.papers.helpers import (
     parse_outcome,
 )
 
-# --- format detection --------------------------------------------------------------------------------
+# --- format detection --------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ def test_format_is_detected_from_content_whatever_the_file_is_called(tmp_path: P
     assert parse(b"\xef\xbb\xbf" + HF_JSON.read_bytes()).format == SOURCE_HUGGINGFACE
 
 
-# --- inputs that cannot be read at all ---------------------------------------------------------------
+# --- inputs that cannot be read at all ---------------------------------------------------------
 
 
 @pytest.mark.parametrize("data", [b"", b"   \n\t\r\n  \n", b"\xef\xbb\xbf"], ids=["empty", "blank", "bom"])
@@ -93,7 +93,7 @@ def test_non_utf8_bytes_name_line_and_offset() -> None:
     assert f"byte 0xe9 at offset {offset}" in caught.value.reason
 
 
-# --- records rejected one by one, in any format ------------------------------------------------------
+# --- records rejected one by one, in any format ------------------------------------------------
 
 
 @pytest.mark.parametrize("limit", [MAX_TITLE_CHARS, MAX_TITLE_CHARS + 1])
@@ -155,7 +155,7 @@ def test_markup_in_titles_is_kept_verbatim_as_text(title: str) -> None:
     assert from_json == from_listing == from_atom == title
 
 
-# --- no input makes the parser crash -----------------------------------------------------------------
+# --- no input makes the parser crash -----------------------------------------------------------
 
 
 @settings(max_examples=300, deadline=None)

@@ -46,7 +46,7 @@ def test_an_empty_arxiv_result_is_no_papers_not_an_error() -> None:
     assert parse(atom()) == ParseResult(format=SOURCE_ARXIV)
 
 
-# --- XML that cannot be read -------------------------------------------------------------------------
+# --- XML that cannot be read -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_xml_entities_are_refused() -> None:
         parse(bomb)
 
 
-# --- entries rejected one by one ---------------------------------------------------------------------
+# --- entries rejected one by one ---------------------------------------------------------------
 
 
 def test_atom_entry_without_summary_is_rejected_and_others_parse() -> None:
@@ -112,7 +112,7 @@ def test_atom_entry_with_a_bad_date_is_rejected() -> None:
     ]
 
 
-# --- arXiv ids ---------------------------------------------------------------------------------------
+# --- arXiv ids ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

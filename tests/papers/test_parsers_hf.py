@@ -36,7 +36,7 @@ def test_hugging_face_fixture_parses_every_field() -> None:
     assert (electra.github_url, electra.github_stars) == ("", None)
 
 
-# --- JSON that cannot be read ------------------------------------------------------------------------
+# --- JSON that cannot be read ------------------------------------------------------------------
 
 
 def test_truncated_json_names_line_and_column() -> None:
@@ -83,7 +83,7 @@ def test_json_number_too_long_to_convert_is_a_parse_error() -> None:
         parse(data)
 
 
-# --- items rejected one by one -----------------------------------------------------------------------
+# --- items rejected one by one -----------------------------------------------------------------
 
 
 def test_hf_record_without_title_or_abstract_is_rejected_per_item() -> None:
@@ -191,7 +191,7 @@ def test_control_characters_are_stripped_from_json() -> None:
     assert record.authors == ("Ada",)
 
 
-# --- no input makes the parser crash -----------------------------------------------------------------
+# --- no input makes the parser crash -----------------------------------------------------------
 
 
 _json_values = st.recursive(

@@ -23,7 +23,7 @@ from tests.papers.helpers import (
     sample_counts,
 )
 
-# --- the shipped inputs ------------------------------------------------------------------------------
+# --- the shipped inputs ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SAMPLE_DATA.glob("*.txt")))
@@ -62,7 +62,7 @@ def test_naive_key_agrees_with_title_key_on_the_samples(sample_files: list[Path]
     assert all(re.fullmatch(r"[\w ]+", title_key(t)) for t in titles)
 
 
-# --- dates -------------------------------------------------------------------------------------------
+# --- dates -------------------------------------------------------------------------------------
 
 
 @time_machine.travel(datetime(2025, 6, 1, 12, tzinfo=UTC), tick=False)
@@ -91,7 +91,7 @@ def test_feb_29_seen_before_this_years_feb_29_means_the_previous_leap_year() -> 
     assert [r.published_at for r in result.records] == [datetime(2020, 2, 29, tzinfo=UTC)]
 
 
-# --- records rejected one by one ---------------------------------------------------------------------
+# --- records rejected one by one ---------------------------------------------------------------
 
 
 def test_listing_with_no_papers_is_a_parse_error() -> None:
