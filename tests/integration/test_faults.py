@@ -143,10 +143,7 @@ def test_redis_restarted_after_dispatch_loses_nothing(
 ) -> None:
     emails = due_subscribers(6)
     faulty_smtp.start()
-    env = {
-        **faulty_smtp.email_env(),
-        "TEST_REDIS_URL": private_redis.url,
-    }
+    env = {**faulty_smtp.email_env(), "TEST_REDIS_URL": private_redis.url}
     private_redis.start()
     # The dispatcher runs and queues its chunk while no worker is up ...
     assert workers.run_command("send_digests", **env).returncode == 0
@@ -167,10 +164,7 @@ def test_redis_unreachable_while_dispatching_keeps_deliveries_for_the_next_run(
 ) -> None:
     emails = due_subscribers(3)
     faulty_smtp.start()
-    env = {
-        **faulty_smtp.email_env(),
-        "TEST_REDIS_URL": private_redis.url,  # not started: nothing listens there
-    }
+    env = {**faulty_smtp.email_env(), "TEST_REDIS_URL": private_redis.url}  # that Redis is not started
     result = workers.run_command("send_digests", **env)
     assert result.returncode != 0  # the operator sees the broker failure ...
     assert statuses() == {Delivery.Status.PENDING: 3}  # ... and the database kept the work

@@ -22,7 +22,7 @@ from newsletter.services.digest import digests_build
 from newsletter.services.dispatch import digests_dispatch
 from newsletter.services.schedule import window_start
 from newsletter.services.subscription import Outcome, subscriber_request_link, subscriber_subscribe
-from newsletter.services.tokens import Purpose, token_make
+from newsletter.services.tokens import Purpose, token_make, token_subscriber
 from newsletter.tasks import queue_answer_email
 from papers.models import Paper
 from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory
@@ -48,6 +48,13 @@ def link_token(message: mail.EmailMessage, page: str) -> str:
     found = re.search(LINK_RE.format(page), message.body)
     assert found, f"no /{page}/ link in {message.body!r}"
     return found.group(1)
+
+
+def linked_subscriber(message: mail.EmailMultiAlternatives, page: str) -> Subscriber | None:
+    """Whom the email's /<page>/ link opens that page for; the link must be in both parts."""
+    token = link_token(message, page)
+    assert_email_contains(message, f"https://digest.example.org/{page}/{token}/")
+    return token_subscriber(token=token, purpose=Purpose(page))
 
 
 # --- sign-ups as the worker handles them -------------------------------------------------------
