@@ -7,7 +7,6 @@ finished. The workers' own instrumentation (bench/apps.py) reports per-chunk tim
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import platform
@@ -38,6 +37,7 @@ from bench.naive import naive_run
 from config.celery import app
 from newsletter.models import Delivery, Subscriber
 from newsletter.tasks import dispatch_digests
+from tests.support import RecordingSMTPServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -137,49 +137,17 @@ class AutoAnalyze:
             self._thread.join(timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class SMTPSink:
+class AiosmtpdSink(RecordingSMTPServer):
     """aiosmtpd in a thread of the benchmark process: accepts and counts, keeps nothing."""
 
     name = "aiosmtpd"
 
     def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.count = 0
-        self._lock = threading.Lock()
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                with sink._lock:
-                    sink.count += 1
-                return "250 OK"
-
-        self.port = _free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self.tid = 0
-
-    def __enter__(self) -> SMTPSink:
-        self.controller.start()
-
-        async def native_id() -> int:
-            return threading.get_native_id()
-
-        # The sink's event loop thread, whose CPU time is the sink's cost.
-        self.tid = asyncio.run_coroutine_threadsafe(native_id(), self.controller.loop).result(timeout=10)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.controller.stop()
+        super().__init__(keep=False)
 
     def cpu(self) -> float:
-        return thread_cpu(self.tid) if self.tid else 0.0
+        # The sink's event loop thread, whose CPU time is the sink's cost.
+        return thread_cpu(self.thread_id) if self.thread_id else 0.0
 
 
 class PostfixSink:
@@ -191,7 +159,7 @@ class PostfixSink:
     name = "postfix smtp-sink"
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.count = 0
         self.process: subprocess.Popen | None = None
 
@@ -227,10 +195,10 @@ class PostfixSink:
         return process_cpu(self.process.pid) if self.process else 0.0
 
 
-def smtp_sink(kind: str) -> SMTPSink | PostfixSink:
+def smtp_sink(kind: str) -> AiosmtpdSink | PostfixSink:
     if kind == "smtp-sink" or (kind == "auto" and shutil.which("smtp-sink")):
         return PostfixSink()
-    return SMTPSink()
+    return AiosmtpdSink()
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -255,7 +223,7 @@ def _cpu_ms(*, count: int, workers: float, servers: ServerCpu, sink: float) -> d
 
 
 def _timed_run(
-    *, name: str, command: list[str], env: dict, subscribers: int, smtp: SMTPSink | PostfixSink | None
+    *, name: str, command: list[str], env: dict, subscribers: int, smtp: AiosmtpdSink | PostfixSink | None
 ) -> tuple[float, ServerCpu, float]:
     """Start the workers, queue the dispatcher, wait until every delivery is finished.
     Returns the seconds it took and the CPU the servers and the SMTP sink spent meanwhile."""
@@ -285,7 +253,7 @@ def _timed_run(
 
 
 def celery_phase(
-    *, name: str, workers: int, subscribers: int, papers: int, smtp: SMTPSink | PostfixSink | None
+    *, name: str, workers: int, subscribers: int, papers: int, smtp: AiosmtpdSink | PostfixSink | None
 ) -> Phase:
     """One timed run of the production pipeline through `workers` Celery processes."""
     now = timezone.now()
@@ -343,7 +311,7 @@ def celery_phase(
     )
 
 
-def naive_phase(*, subscribers: int, papers: int, sample: int, smtp: SMTPSink | PostfixSink) -> Phase:
+def naive_phase(*, subscribers: int, papers: int, sample: int, smtp: AiosmtpdSink | PostfixSink) -> Phase:
     now = timezone.now()
     deliveries_reset(now=now)
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -356,7 +324,7 @@ def naive_phase(*, subscribers: int, papers: int, sample: int, smtp: SMTPSink | 
         elapsed = time.perf_counter() - started
     sink_cpu = smtp.cpu() - sink_before
     # The baseline runs in this process, beside the sink's thread.
-    naive_cpu = self_cpu() - process_before - (sink_cpu if isinstance(smtp, SMTPSink) else 0.0)
+    naive_cpu = self_cpu() - process_before - (sink_cpu if isinstance(smtp, AiosmtpdSink) else 0.0)
     servers = ServerCpu.now() - servers_before
     ms = [1000 * x for x in latencies]
     return Phase(

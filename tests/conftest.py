@@ -1,16 +1,16 @@
-"""Shared fixtures: a local HTTP server for fetcher tests, sample data paths, cache reset."""
+"""Shared fixtures: a local HTTP server for fetcher tests, an SMTP sink, sample data paths, cache reset."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from django.core.cache import cache
+
+from tests.support import RecordingSMTPServer, http_serving
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "papers" / "sample_data"
@@ -87,85 +87,18 @@ def http_server() -> Iterator[LocalHTTPServer]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield LocalHTTPServer(f"http://127.0.0.1:{server.server_port}", routes, seen)
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class SMTPSink:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts.
-
-    `refuse` maps recipient addresses to an SMTP reply (e.g. "550 5.1.1 no such user") given at
-    RCPT TO; `fail_data_with` makes every DATA fail with that reply (e.g. "451 try later").
-    `connections` gets one entry per SMTP session (counted at EHLO, which smtplib sends once per
-    connection), so tests can check how many connections a sender opened.
-    """
-
-    host: str
-    port: int
-    messages: list
-    refuse: dict[str, str]
-    fail_data_with: list[str]
-    connections: list[str] = field(default_factory=list)
-
-    def parsed(self) -> list:
-        from email import policy
-        from email.parser import BytesParser
-
-        return [BytesParser(policy=policy.default).parsebytes(m.content) for m in self.messages]
+    with http_serving(Handler) as base_url:
+        yield LocalHTTPServer(base_url, routes, seen)
 
 
 @pytest.fixture
-def smtp_sink(settings) -> Iterator[SMTPSink]:
-    """Start aiosmtpd and point Django's SMTP backend at it."""
-    from aiosmtpd.controller import Controller
-
-    received: list = []
-    refuse: dict[str, str] = {}
-    fail_data: list[str] = []
-    connections: list[str] = []
-
-    class Handler:
-        async def handle_EHLO(self, server, session, envelope, hostname, responses):
-            # A handler that takes over EHLO must record the client name, or aiosmtpd refuses MAIL.
-            session.host_name = hostname
-            connections.append(hostname)
-            return responses
-
-        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-            if address in refuse:
-                return refuse[address]
-            envelope.rcpt_tos.append(address)
-            return "250 OK"
-
-        async def handle_DATA(self, server, session, envelope):
-            if fail_data:
-                return fail_data[0]
-            received.append(envelope)
-            return "250 Message accepted for delivery"
-
-    port = free_port()
-    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST = "127.0.0.1"
-    settings.EMAIL_PORT = port
-    settings.EMAIL_USE_TLS = False
-    settings.EMAIL_HOST_USER = ""
-    settings.EMAIL_HOST_PASSWORD = ""
-    try:
-        yield SMTPSink("127.0.0.1", port, received, refuse, fail_data, connections)
-    finally:
-        controller.stop()
+def smtp_sink(settings) -> Iterator[RecordingSMTPServer]:
+    """A recording SMTP server, started, with Django's SMTP backend pointed at it."""
+    with RecordingSMTPServer() as server:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = server.host
+        settings.EMAIL_PORT = server.port
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_HOST_USER = ""
+        settings.EMAIL_HOST_PASSWORD = ""
+        yield server

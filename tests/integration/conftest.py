@@ -1,4 +1,4 @@
-"""Real moving parts for the fault tests: Celery worker subprocesses, a private Redis, a faulty SMTP server.
+"""Real moving parts for the fault tests: Celery worker subprocesses, a private Redis, an SMTP server to fail.
 
 Worker subprocesses use config.settings.test pointed at this test run's database (which the tests
 commit to: they use `transactional_db`), so they see exactly what the test wrote.
@@ -6,18 +6,14 @@ commit to: they use `transactional_db`), so they see exactly what the test wrote
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email import policy
-from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
@@ -25,7 +21,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
+from tests.support import RecordingSMTPServer, free_port
 
 
 def wait_until(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.1):
@@ -39,69 +36,10 @@ def wait_until(condition: Callable[[], object], *, timeout: float, what: str, in
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-class FaultySMTPServer:
-    """aiosmtpd on a fixed port that can be stopped and restarted, slowed down and told to fail.
-
-    A message counts as delivered only if the client is still connected when the server answers
-    250, as for a real MTA: a client killed mid-transaction has not delivered its message.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.delivered: list[tuple[list[str], bytes]] = []
-        self.delay = 0.0
-        self.temporary_failures = 0  # the next N DATA commands get 451
-        self.refuse: dict[str, str] = {}
-        self.connections = 0
-        self._controller = None
-
-    def start(self) -> FaultySMTPServer:
-        from aiosmtpd.controller import Controller
-
-        server = self
-
-        class Handler:
-            async def handle_EHLO(self, smtp, session, envelope, hostname, responses):
-                server.connections += 1
-                session.host_name = hostname
-                return responses
-
-            async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
-                if address in server.refuse:
-                    return server.refuse[address]
-                envelope.rcpt_tos.append(address)
-                return "250 OK"
-
-            async def handle_DATA(self, smtp, session, envelope):
-                if server.delay:
-                    await asyncio.sleep(server.delay)
-                if smtp.transport is None or smtp.transport.is_closing():
-                    return "421 4.4.2 client went away"
-                if server.temporary_failures > 0:
-                    server.temporary_failures -= 1
-                    return "451 4.3.0 Temporary failure, try again later"
-                server.delivered.append((list(envelope.rcpt_tos), envelope.content))
-                return "250 2.0.0 Accepted"
-
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
-
-    def recipients(self) -> Counter:
-        return Counter(address for rcpts, _ in self.delivered for address in rcpts)
-
-    def messages(self) -> list:
-        return [BytesParser(policy=policy.default).parsebytes(content) for _, content in self.delivered]
-
-
 @pytest.fixture
-def faulty_smtp() -> Iterator[FaultySMTPServer]:
-    server = FaultySMTPServer(free_port())
+def faulty_smtp() -> Iterator[RecordingSMTPServer]:
+    """A recording SMTP server on a fixed free port, not started: the test starts, stops and restarts it."""
+    server = RecordingSMTPServer()
     try:
         yield server
     finally:

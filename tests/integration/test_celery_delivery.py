@@ -151,7 +151,7 @@ def test_dispatch_through_a_real_worker_sends_each_digest_once(sample_files, smt
     )
     assert threading.get_ident() not in {thread for _, thread in ran}
     assert Delivery.objects.count() == len(subscribers)
-    assert len(smtp_sink.connections) == 3  # one SMTP session per chunk
+    assert smtp_sink.connections == 3  # one SMTP session per chunk
     received = smtp_sink.parsed()
     recipients = [address for m in smtp_sink.messages for address in m.rcpt_tos]
     assert sorted(recipients) == sorted(s.email for s in subscribers.values())  # exactly one each

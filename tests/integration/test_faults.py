@@ -9,6 +9,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from newsletter.models import Delivery, DeliveryItem
@@ -17,7 +18,8 @@ from newsletter.services.dispatch import digests_dispatch
 from papers.models import Paper, Topic
 from papers.services.ingest import papers_ingest_path
 from tests.factories import SubscriberFactory
-from tests.integration.conftest import FaultySMTPServer, Workers, wait_until
+from tests.integration.conftest import Workers, wait_until
+from tests.support import RecordingSMTPServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -52,23 +54,20 @@ def all_sent(expected: int) -> bool:
 
 
 def test_worker_killed_mid_chunk_delivers_every_digest_exactly_once(
-    sample_papers, workers: Workers, faulty_smtp: FaultySMTPServer
+    sample_papers, workers: Workers, faulty_smtp: RecordingSMTPServer
 ) -> None:
     emails = due_subscribers(12)
     faulty_smtp.delay = 0.25  # slow enough to kill the worker in the middle of its chunk
     faulty_smtp.start()
-    smtp = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_URL": f"smtp://127.0.0.1:{faulty_smtp.port}",
-    }
+    smtp = faulty_smtp.email_env()
     first = workers.start(**smtp)
     result = workers.run_command("send_digests", **smtp)
     assert result.returncode == 0, result.stderr
     assert "queued 12 deliveries" in result.stdout
 
-    wait_until(lambda: len(faulty_smtp.delivered) >= 3, timeout=WORKER_START, what="the first emails")
+    wait_until(lambda: len(faulty_smtp.messages) >= 3, timeout=WORKER_START, what="the first emails")
     workers.kill(first)
-    delivered_before = len(faulty_smtp.delivered)
+    delivered_before = len(faulty_smtp.messages)
     assert 3 <= delivered_before < 12, workers.logs()
     assert statuses().get(Delivery.Status.SENDING, 0) > 0  # the dead worker's claim is still there
 
@@ -80,7 +79,7 @@ def test_worker_killed_mid_chunk_delivers_every_digest_exactly_once(
 
     assert faulty_smtp.recipients() == {email: 1 for email in emails}, workers.logs()
     # What arrived is what was recorded: each email lists exactly its delivery's papers.
-    for message in faulty_smtp.messages():
+    for message in faulty_smtp.parsed():
         delivery = Delivery.objects.get(subscriber__email=message["To"])
         titles = DeliveryItem.objects.filter(delivery=delivery).values_list("paper__title", flat=True)
         body = message.get_body(preferencelist=("plain",)).get_content()
@@ -88,13 +87,10 @@ def test_worker_killed_mid_chunk_delivers_every_digest_exactly_once(
 
 
 def test_smtp_down_then_temporary_errors_then_delivered_once(
-    sample_papers, workers: Workers, faulty_smtp: FaultySMTPServer
+    sample_papers, workers: Workers, faulty_smtp: RecordingSMTPServer
 ) -> None:
     emails = due_subscribers(5)
-    smtp = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_URL": f"smtp://127.0.0.1:{faulty_smtp.port}",
-    }
+    smtp = faulty_smtp.email_env()
     workers.start(**smtp)  # the SMTP server is not running yet: connections are refused
     assert workers.run_command("send_digests", **smtp).returncode == 0
     wait_until(
@@ -109,24 +105,21 @@ def test_smtp_down_then_temporary_errors_then_delivered_once(
     )
     assert "Connection" in Delivery.objects.first().last_error
 
-    faulty_smtp.temporary_failures = 2  # back, but answering 451 twice first
+    faulty_smtp.data_replies = ["451 4.3.0 Temporary failure"] * 2  # back, but answering 451 twice first
     faulty_smtp.start()
     wait_until(lambda: all_sent(5), timeout=60, what=f"5 sent deliveries after the outage; now {statuses()}")
     assert faulty_smtp.recipients() == {email: 1 for email in emails}
-    assert faulty_smtp.temporary_failures == 0
+    assert faulty_smtp.data_replies == []
     assert max(Delivery.objects.values_list("attempts", flat=True)) >= 2
 
 
 def test_permanent_refusal_fails_one_delivery_not_the_chunk(
-    sample_papers, workers: Workers, faulty_smtp: FaultySMTPServer
+    sample_papers, workers: Workers, faulty_smtp: RecordingSMTPServer
 ) -> None:
     emails = due_subscribers(4)
     faulty_smtp.refuse[emails[1]] = "550 5.1.1 No such user"
     faulty_smtp.start()
-    smtp = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_URL": f"smtp://127.0.0.1:{faulty_smtp.port}",
-    }
+    smtp = faulty_smtp.email_env()
     workers.start(**smtp)
     assert workers.run_command("send_digests", **smtp).returncode == 0
     wait_until(
@@ -146,15 +139,11 @@ def test_permanent_refusal_fails_one_delivery_not_the_chunk(
 
 
 def test_redis_restarted_after_dispatch_loses_nothing(
-    sample_papers, workers: Workers, faulty_smtp: FaultySMTPServer, private_redis
+    sample_papers, workers: Workers, faulty_smtp: RecordingSMTPServer, private_redis
 ) -> None:
     emails = due_subscribers(6)
     faulty_smtp.start()
-    env = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_URL": f"smtp://127.0.0.1:{faulty_smtp.port}",
-        "TEST_REDIS_URL": private_redis.url,
-    }
+    env = {**faulty_smtp.email_env(), "TEST_REDIS_URL": private_redis.url}
     private_redis.start()
     # The dispatcher runs and queues its chunk while no worker is up ...
     assert workers.run_command("send_digests", **env).returncode == 0
@@ -171,15 +160,11 @@ def test_redis_restarted_after_dispatch_loses_nothing(
 
 
 def test_redis_unreachable_while_dispatching_keeps_deliveries_for_the_next_run(
-    sample_papers, workers: Workers, faulty_smtp: FaultySMTPServer, private_redis
+    sample_papers, workers: Workers, faulty_smtp: RecordingSMTPServer, private_redis
 ) -> None:
     emails = due_subscribers(3)
     faulty_smtp.start()
-    env = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_URL": f"smtp://127.0.0.1:{faulty_smtp.port}",
-        "TEST_REDIS_URL": private_redis.url,  # not started: nothing listens there
-    }
+    env = {**faulty_smtp.email_env(), "TEST_REDIS_URL": private_redis.url}  # that Redis is not started
     result = workers.run_command("send_digests", **env)
     assert result.returncode != 0  # the operator sees the broker failure ...
     assert statuses() == {Delivery.Status.PENDING: 3}  # ... and the database kept the work
@@ -201,6 +186,8 @@ def test_ingesting_while_digests_are_built_is_safe(sample_files, smtp_sink) -> N
                 papers_ingest_path(path=path)
         except BaseException as exc:  # reported below
             errors.append(exc)
+        finally:
+            connection.close()  # the thread's own connection, or the test database cannot be dropped
 
     ingester = threading.Thread(target=ingest_the_rest)
     ingester.start()

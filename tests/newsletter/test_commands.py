@@ -31,7 +31,7 @@ def preview_json(*args: str) -> list[dict]:
     return rows
 
 
-# --- preview_digest ---------------------------------------------------------------------------
+# --- preview_digest ----------------------------------------------------------------------------
 
 
 def test_preview_interests_as_json(sample_papers) -> None:
@@ -142,7 +142,7 @@ def test_preview_needs_exactly_one_profile() -> None:
         run("preview_digest", "--email", "a@example.org", "--interests", "x")
 
 
-# --- send_digests -----------------------------------------------------------------------------
+# --- send_digests ------------------------------------------------------------------------------
 
 
 def _due_subscribers() -> tuple:

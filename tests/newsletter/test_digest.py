@@ -1,71 +1,24 @@
-"""Digest content (newsletter.services.digest): windows, recorded picks, "never twice", presentation."""
+"""Digest content (newsletter.services.digest): which papers, from which window, recorded, never twice."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from newsletter.models import Delivery, DeliveryItem, Subscriber
+from newsletter.models import DeliveryItem
 from newsletter.selectors import digest_preview
-from newsletter.services.candidates import Pick
-from newsletter.services.digest import digests_build, picks_record, picks_record_portable
-from newsletter.services.render import (
-    ABSTRACT_CHARS,
-    AUTHORS_SHOWN,
-    PaperRowCache,
-    digest_values,
-    paper_url,
-    period_label,
-)
-from newsletter.services.schedule import window_start
-from newsletter.services.tokens import Purpose, token_delivery, token_subscriber
+from newsletter.services.digest import picks_record, picks_record_portable
 from papers.models import Paper
-from papers.selectors import papers_by_ids, topic_names
 from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory, TopicFactory
+from tests.newsletter.helpers import build, delivery_for, quantization_paper
 
 pytestmark = pytest.mark.django_db
 
 
-def delivery_for(subscriber: Subscriber, *, now: datetime, period: str = "2026-01-10") -> Delivery:
-    return DeliveryFactory(
-        subscriber=subscriber,
-        period=period,
-        window_start=window_start(subscriber=subscriber, now=now),
-        window_end=now,
-    )
-
-
-def build(*deliveries: Delivery, now: datetime | None = None) -> dict[int, list[int]]:
-    """Build the deliveries together; paper ids of each, in digest order."""
-    deliveries = list(Delivery.objects.filter(pk__in=[d.pk for d in deliveries]).select_related("subscriber"))
-    contents = digests_build(deliveries=deliveries, now=now or timezone.now())
-    return {c.delivery.pk: [pick.paper.id for pick in c.picks] for c in contents}
-
-
-def quantization_paper(title: str, **fields) -> Paper:
-    return PaperFactory(title=title, abstract=f"{title}. We study quantization of weights.", **fields)
-
-
-# --- windows ----------------------------------------------------------------------------------
-
-
-def test_first_digest_window_is_the_recent_past(settings) -> None:
-    now = datetime(2026, 1, 10, 8, tzinfo=UTC)
-    subscriber = SubscriberFactory(last_digest_at=None)
-
-    assert window_start(subscriber=subscriber, now=now) == now - settings.NEWSLETTER_FIRST_DIGEST_WINDOW
-
-
-def test_later_windows_start_at_the_previous_digest_with_an_overlap(settings) -> None:
-    last = datetime(2026, 1, 9, 8, tzinfo=UTC)
-    subscriber = SubscriberFactory(last_digest_at=last)
-
-    assert window_start(subscriber=subscriber, now=last + timedelta(days=1)) == (
-        last - settings.NEWSLETTER_WINDOW_OVERLAP
-    )
+# --- windows -----------------------------------------------------------------------------------
 
 
 def test_only_papers_since_the_previous_digest_are_candidates() -> None:
@@ -100,7 +53,7 @@ def test_a_window_without_papers_builds_an_empty_digest() -> None:
     assert digest_preview(subscriber=subscriber, now=now) == []
 
 
-# --- recorded picks, never twice ----------------------------------------------------------------
+# --- recorded picks, never twice ---------------------------------------------------------------
 
 
 def test_build_records_the_picks_in_order() -> None:
@@ -252,92 +205,3 @@ def test_a_chunk_builds_each_digest_as_if_alone() -> None:
 
     assert recorded() == together
     assert all(together.values())
-
-
-def test_preview_shows_what_the_digest_will_hold() -> None:
-    for n in range(6):
-        quantization_paper(f"Quantization paper {n}", upvotes=n * 40)
-    PaperFactory(title="Unrelated", upvotes=1000)
-    now = timezone.now()
-    subscriber = SubscriberFactory(interests="quantization", papers_per_digest=4)
-
-    preview = digest_preview(subscriber=subscriber, now=now)
-    delivery = delivery_for(subscriber, now=now)
-
-    assert [p.paper.id for p in preview] == build(delivery, now=now)[delivery.pk]
-    # Once sent, the preview moves on to papers not sent yet.
-    assert {p.paper.id for p in digest_preview(subscriber=subscriber, now=now)}.isdisjoint(
-        p.paper.id for p in preview
-    )
-
-
-# --- presentation -----------------------------------------------------------------------------
-
-
-def candidate(paper: Paper):
-    (loaded,) = papers_by_ids(ids=[paper.pk])
-    return loaded
-
-
-def test_paper_url_falls_back_to_an_arxiv_title_search() -> None:
-    paper = candidate(PaperFactory(title="Attention & you: a study", url=""))
-
-    assert paper_url(paper) == "https://arxiv.org/search/?searchtype=title&query=Attention+%26+you%3A+a+study"
-
-
-def test_paper_and_code_urls_are_ascii() -> None:
-    paper = candidate(
-        PaperFactory(url="https://example.org/papers/café résumé", github_url="https://github.com/zoë/repo")
-    )
-
-    item = PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=("r",))])[0]
-
-    assert item.url == "https://example.org/papers/caf%C3%A9%20r%C3%A9sum%C3%A9"
-    assert item.code_urls == ["https://github.com/zo%C3%AB/repo"]
-
-
-def test_paper_row_shortens_long_author_lists_and_abstracts() -> None:
-    authors = [f"Author {n}" for n in range(AUTHORS_SHOWN + 3)]
-    paper = candidate(PaperFactory(authors=authors, abstract="word " * 400, github_url=""))
-
-    item = PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=("Because",))])[0]
-
-    assert item.authors == [", ".join(authors[:AUTHORS_SHOWN]) + " et al."]
-    assert len(item.abstract) <= ABSTRACT_CHARS
-    assert item.abstract.endswith("…")
-    assert item.code_urls == []
-    assert item.reasons == ["Because"]
-
-
-def test_paper_row_without_authors() -> None:
-    paper = candidate(PaperFactory(authors=[]))
-
-    assert PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=())])[0].authors == []
-
-
-def test_period_label_is_local() -> None:
-    # 03:00 UTC on Tuesday 13 January is still Monday 12 January in New York.
-    scheduled = datetime(2026, 1, 13, 3, tzinfo=UTC)
-    daily = SubscriberFactory(timezone="America/New_York")
-    weekly = SubscriberFactory(timezone="Asia/Kolkata", frequency=Subscriber.Frequency.WEEKLY)
-
-    assert period_label(Delivery(scheduled_for=scheduled), daily) == "Monday 12 January"
-    assert period_label(Delivery(scheduled_for=scheduled), weekly) == "week of Tuesday 13 January"
-
-
-def test_digest_links_are_absolute_https_and_personal(settings) -> None:
-    subscriber = SubscriberFactory()
-    delivery = DeliveryFactory(subscriber=subscriber)
-
-    values = digest_values(delivery=delivery, count=1)
-
-    for name in ("manage_url", "unsubscribe_url", "web_url"):
-        assert values[name].startswith(settings.SITE_URL + "/")
-        assert settings.SITE_URL.startswith("https://")
-    token = values["unsubscribe_url"].rstrip("/").rsplit("/", 1)[1]
-    assert token_subscriber(token=token, purpose=Purpose.UNSUBSCRIBE) == subscriber
-    # An unsubscribe token is no manage token.
-    assert token_subscriber(token=token, purpose=Purpose.MANAGE) is None
-    assert token_delivery(token=values["web_url"].rstrip("/").rsplit("/", 1)[1]) == delivery
-    assert values["count_label"] == "1 new paper"
-    assert digest_values(delivery=delivery, count=3)["count_label"] == "3 new papers"

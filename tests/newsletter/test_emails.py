@@ -51,7 +51,7 @@ def list_email(*, html: bool = True, unsubscribe_url: str = DIGEST_VALUES["unsub
     )
 
 
-# --- parts and headers ------------------------------------------------------------------------
+# --- parts and headers -------------------------------------------------------------------------
 
 
 def test_html_email_is_multipart_alternative_with_text_first() -> None:
@@ -148,7 +148,7 @@ def test_digest_list_unsubscribe_is_the_subscribers_one_click_link(settings) -> 
     assert Delivery.objects.get().message_id == message.extra_headers["Message-ID"]
 
 
-# --- DKIM -------------------------------------------------------------------------------------
+# --- DKIM --------------------------------------------------------------------------------------
 
 
 def _der_length(length: int) -> bytes:

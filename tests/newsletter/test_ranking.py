@@ -65,7 +65,7 @@ def ids(picks: list[Pick]) -> list[int]:
     return [pick.paper.id for pick in picks]
 
 
-# --- relevance --------------------------------------------------------------------------------
+# --- relevance ---------------------------------------------------------------------------------
 
 
 def test_speech_recognition_interest_puts_speech_papers_first(sample_papers) -> None:
@@ -187,7 +187,7 @@ def test_a_hashed_column_collision_is_not_a_keyword_hit() -> None:
     assert colliding.id in ids(rank_one(profile(interests="photograph", excluded="speech recognition"), pool))
 
 
-# --- eligibility ------------------------------------------------------------------------------
+# --- eligibility -------------------------------------------------------------------------------
 
 
 def test_excluded_keywords_remove_papers(sample_papers) -> None:
@@ -256,7 +256,7 @@ def test_limit_is_respected(sample_papers) -> None:
     assert rank_one(profile(interests="language model", limit=0), pool) == []
 
 
-# --- determinism and chunks -------------------------------------------------------------------
+# --- determinism and chunks --------------------------------------------------------------------
 
 
 def test_order_is_deterministic_and_ties_go_to_the_newer_paper(sample_papers) -> None:
@@ -305,7 +305,7 @@ def test_a_chunk_ranks_each_subscriber_as_if_alone(sample_papers) -> None:
     assert sum(len(picks) for picks in together) > 30
 
 
-# --- queries of the hot path --------------------------------------------------------------------
+# --- queries of the hot path -------------------------------------------------------------------
 
 
 def _due_subscribers(count: int) -> None:

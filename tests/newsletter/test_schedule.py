@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from newsletter.models import Delivery, Subscriber
 from newsletter.services.dispatch import digests_dispatch
-from newsletter.services.schedule import next_send_time, period_key
+from newsletter.services.schedule import next_send_time, period_key, window_start
 from tests.factories import SubscriberFactory
 
 ZONES = ["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Auckland", "Europe/Berlin"]
@@ -218,7 +218,7 @@ def test_period_key(frequency: str, scheduled_for: datetime, tz: str, expected: 
     assert period_key(frequency=frequency, scheduled_for=scheduled_for, tz=tz) == expected
 
 
-# --- the schedule on the row, applied by the dispatcher -------------------------------------------
+# --- the schedule on the row, applied by the dispatcher ----------------------------------------
 
 
 @pytest.mark.django_db
@@ -284,3 +284,24 @@ def test_weekly_subscriber_gets_one_delivery_per_iso_week() -> None:
     ]
     subscriber.refresh_from_db()
     assert subscriber.next_send_at == utc(2026, 1, 28, 3, 30)
+
+
+# --- window_start: which papers a digest may hold ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_first_digest_window_is_the_recent_past(settings) -> None:
+    now = datetime(2026, 1, 10, 8, tzinfo=UTC)
+    subscriber = SubscriberFactory(last_digest_at=None)
+
+    assert window_start(subscriber=subscriber, now=now) == now - settings.NEWSLETTER_FIRST_DIGEST_WINDOW
+
+
+@pytest.mark.django_db
+def test_later_windows_start_at_the_previous_digest_with_an_overlap(settings) -> None:
+    last = datetime(2026, 1, 9, 8, tzinfo=UTC)
+    subscriber = SubscriberFactory(last_digest_at=last)
+
+    assert window_start(subscriber=subscriber, now=last + timedelta(days=1)) == (
+        last - settings.NEWSLETTER_WINDOW_OVERLAP
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 import time_machine
@@ -10,6 +10,7 @@ import time_machine
 from newsletter.models import new_token_key
 from newsletter.services.tokens import Purpose, link, token_delivery, token_make, token_subscriber
 from tests.factories import DeliveryFactory, SubscriberFactory
+from tests.newsletter.helpers import NOW
 
 
 def flipped(signature: str) -> str:
@@ -17,15 +18,7 @@ def flipped(signature: str) -> str:
     return signature[:-1] + ("A" if signature[-1] != "A" else "B")
 
 
-pytestmark = pytest.mark.django_db
-
-NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _frozen_clock():
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 
 
 @pytest.mark.parametrize("purpose", [Purpose.CONFIRM, Purpose.MANAGE, Purpose.UNSUBSCRIBE])

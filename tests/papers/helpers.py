@@ -1,9 +1,13 @@
-"""Reading the shipped inputs independently of the parsers, so tests do not grade code by itself."""
+"""Parser test inputs: the shipped files read independently of the parsers (so tests do not grade code
+by itself), builders for small listing / Hugging Face JSON / arXiv Atom inputs, and the fuzz check."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+
+from papers.services.parsers import ParseError, ParseResult, parse, title_key
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "papers" / "sample_data"
@@ -47,3 +51,48 @@ def sample_counts(paths: list[Path]) -> tuple[int, int]:
     """(number of listings, number of distinct titles) across the given sample files."""
     titles = [title for path in paths for _, title in listing_titles(path)]
     return len(titles), len({naive_key(t) for t in titles})
+
+
+# --- small inputs in each format ---------------------------------------------------------------
+
+ATOM_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">\n'
+
+
+def listing(*paragraphs: str, date_line: str = "Mar 14") -> bytes:
+    header = ["new", "Get trending papers in your email inbox!", "Subscribe", date_line]
+    return "\n\n".join([*header, *paragraphs]).encode() + b"\n"
+
+
+def hf_item(**paper: object) -> dict:
+    defaults = {"id": "2401.00001", "title": "A good paper", "summary": ABSTRACT, "upvotes": 3}
+    return {"paper": {**defaults, **paper}}
+
+
+def hf(*items: object) -> bytes:
+    return json.dumps(list(items)).encode()
+
+
+def atom_entry(
+    arxiv_id: str = "2401.00001v1", title: str = "A good paper", summary: str = ABSTRACT, extra: str = ""
+) -> str:
+    return (
+        f"<entry><id>http://arxiv.org/abs/{arxiv_id}</id><published>2024-01-02T03:04:05Z</published>"
+        f"<title>{title}</title><summary>{summary}</summary>"
+        f"<author><name>Ada Lovelace</name></author>{extra}</entry>\n"
+    )
+
+
+def atom(*entries: str) -> bytes:
+    return (ATOM_HEAD + "".join(entries) + "</feed>\n").encode()
+
+
+def parse_outcome(data: bytes) -> str:
+    """ "parsed" or "error"; anything but a ParseResult or a ParseError fails the (fuzz) test."""
+    try:
+        result = parse(data)
+    except ParseError as exc:
+        assert str(exc)
+        return "error"
+    assert isinstance(result, ParseResult)
+    assert all(r.title and r.abstract and title_key(r.title) for r in result.records)
+    return "parsed"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import time_machine
@@ -16,6 +15,7 @@ from papers.selectors import feeds_due
 from papers.services.fetch import USER_AGENT, FetchError, feed_fetch, url_fetch
 from papers.tasks import fetch_due_feeds
 from tests.papers.helpers import ARXIV_ATOM, ARXIV_ERROR, HF_JSON, listing_titles
+from tests.support import free_port, http_serving
 
 pytestmark = pytest.mark.django_db
 
@@ -34,12 +34,6 @@ def _no_default_feeds() -> None:
     Feed.objects.update(enabled=False)
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def unsized_server() -> Iterator[str]:
     """An HTTP/1.0 server that sends 10 kB without a Content-Length (the body ends at close)."""
@@ -54,17 +48,11 @@ def unsized_server() -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/stream"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_serving(Handler) as base_url:
+        yield f"{base_url}/stream"
 
 
-# --- url_fetch ------------------------------------------------------------------------------
+# --- url_fetch ---------------------------------------------------------------------------------
 
 
 def test_fetch_returns_the_body_and_validators(http_server) -> None:
@@ -123,7 +111,7 @@ def test_only_http_urls_are_fetched(url: str) -> None:
 
 
 def test_connection_refused_is_a_fetch_error() -> None:
-    url = f"http://127.0.0.1:{unused_port()}/papers.json"
+    url = f"http://127.0.0.1:{free_port()}/papers.json"
 
     with pytest.raises(FetchError, match="ConnectionError") as caught:
         url_fetch(url=url)
@@ -165,7 +153,7 @@ def test_a_changed_etag_fetches_the_new_body(http_server) -> None:
     assert (fetched.data, fetched.etag) == (b"new", '"v2"')
 
 
-# --- feed_fetch -----------------------------------------------------------------------------
+# --- feed_fetch --------------------------------------------------------------------------------
 
 
 def make_feed(url: str, **fields) -> Feed:
@@ -281,7 +269,7 @@ def test_a_very_long_error_is_cut_to_the_status_column(http_server) -> None:
     assert len(feed.last_status) == Feed._meta.get_field("last_status").max_length
 
 
-# --- schedule -------------------------------------------------------------------------------
+# --- schedule ----------------------------------------------------------------------------------
 
 
 def test_feeds_due_selects_enabled_feeds_past_their_interval(_now) -> None:

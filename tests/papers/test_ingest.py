@@ -72,7 +72,7 @@ def hf_items() -> list[dict]:
     return json.loads(HF_JSON.read_text(encoding="utf-8"))
 
 
-# --- the shipped samples --------------------------------------------------------------------
+# --- the shipped samples -----------------------------------------------------------------------
 
 
 def test_sample_files_yield_one_paper_per_distinct_title(sample_files: list[Path]) -> None:
@@ -156,7 +156,7 @@ def test_progress_is_reported_per_batch(sample_files: list[Path], monkeypatch: p
     assert seen == [25] * (records // 25) + [records % 25]
 
 
-# --- across sources -------------------------------------------------------------------------
+# --- across sources ----------------------------------------------------------------------------
 
 
 def test_known_papers_are_enriched_not_duplicated_across_sources(sample_files: list[Path]) -> None:
@@ -317,7 +317,7 @@ def test_markup_in_titles_is_stored_verbatim() -> None:
     assert Paper.objects.get().title == title
 
 
-# --- failures -------------------------------------------------------------------------------
+# --- failures ----------------------------------------------------------------------------------
 
 
 def test_rejected_records_do_not_block_the_others() -> None:

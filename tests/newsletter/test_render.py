@@ -1,7 +1,8 @@
-"""The compiled (fast) digest HTML against the template path it replaces.
+"""Presentation (newsletter.services.render): paper rows, labels and links, and the compiled (fast)
+digest against the template path it replaces.
 
 The slow path is the reference: `render_to_string("emails/digest.html", context)` then `inline_css`.
-The fast path (`CompiledDigest`) must give the same email. Two serialization details differ and are
+The fast path (`compiled_digest()`) must give the same email. Two serialization details differ and are
 normalized by `html_tokens`, which compares the documents as parsed HTML rather than as bytes:
 
 - the fast path escapes with Django's `escape`, which writes `'` and `"` as `&#x27;` and `&quot;`;
@@ -18,19 +19,110 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 import pytest
 from django.template.loader import render_to_string
 
+from newsletter.models import Delivery, Subscriber
 from newsletter.services.candidates import Pick
 from newsletter.services.digest_templates import DIGEST_SCALARS, PaperRow, compiled_digest, digest_render
 from newsletter.services.emails import inline_css
-from newsletter.services.render import PaperRowCache
+from newsletter.services.render import (
+    ABSTRACT_CHARS,
+    AUTHORS_SHOWN,
+    PaperRowCache,
+    digest_values,
+    paper_url,
+    period_label,
+)
+from newsletter.services.tokens import Purpose, token_delivery, token_subscriber
+from papers.models import Paper
 from papers.selectors import papers_by_ids, topic_names
-from tests.factories import PaperFactory
+from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory
+
+pytestmark = pytest.mark.django_db
+
+
+# --- rows, labels and links --------------------------------------------------------------------
+
+
+def candidate(paper: Paper):
+    (loaded,) = papers_by_ids(ids=[paper.pk])
+    return loaded
+
+
+def test_paper_url_falls_back_to_an_arxiv_title_search() -> None:
+    paper = candidate(PaperFactory(title="Attention & you: a study", url=""))
+
+    assert paper_url(paper) == "https://arxiv.org/search/?searchtype=title&query=Attention+%26+you%3A+a+study"
+
+
+def test_paper_and_code_urls_are_ascii() -> None:
+    paper = candidate(
+        PaperFactory(url="https://example.org/papers/café résumé", github_url="https://github.com/zoë/repo")
+    )
+
+    item = PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=("r",))])[0]
+
+    assert item.url == "https://example.org/papers/caf%C3%A9%20r%C3%A9sum%C3%A9"
+    assert item.code_urls == ["https://github.com/zo%C3%AB/repo"]
+
+
+def test_paper_row_shortens_long_author_lists_and_abstracts() -> None:
+    authors = [f"Author {n}" for n in range(AUTHORS_SHOWN + 3)]
+    paper = candidate(PaperFactory(authors=authors, abstract="word " * 400, github_url=""))
+
+    item = PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=("Because",))])[0]
+
+    assert item.authors == [", ".join(authors[:AUTHORS_SHOWN]) + " et al."]
+    assert len(item.abstract) <= ABSTRACT_CHARS
+    assert item.abstract.endswith("…")
+    assert item.code_urls == []
+    assert item.reasons == ["Because"]
+
+
+def test_paper_row_without_authors() -> None:
+    paper = candidate(PaperFactory(authors=[]))
+
+    assert PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=())])[0].authors == []
+
+
+def test_period_label_is_local() -> None:
+    # 03:00 UTC on Tuesday 13 January is still Monday 12 January in New York.
+    scheduled = datetime(2026, 1, 13, 3, tzinfo=UTC)
+    daily = SubscriberFactory(timezone="America/New_York")
+    weekly = SubscriberFactory(timezone="Asia/Kolkata", frequency=Subscriber.Frequency.WEEKLY)
+
+    assert period_label(Delivery(scheduled_for=scheduled), daily) == "Monday 12 January"
+    assert period_label(Delivery(scheduled_for=scheduled), weekly) == "week of Tuesday 13 January"
+
+
+def test_digest_links_are_absolute_https_and_personal(settings) -> None:
+    subscriber = SubscriberFactory()
+    delivery = DeliveryFactory(subscriber=subscriber)
+
+    values = digest_values(delivery=delivery, count=1)
+
+    for name in ("manage_url", "unsubscribe_url", "web_url"):
+        assert values[name].startswith(settings.SITE_URL + "/")
+        assert settings.SITE_URL.startswith("https://")
+    token = values["unsubscribe_url"].rstrip("/").rsplit("/", 1)[1]
+    assert token_subscriber(token=token, purpose=Purpose.UNSUBSCRIBE) == subscriber
+    # An unsubscribe token is no manage token.
+    assert token_subscriber(token=token, purpose=Purpose.MANAGE) is None
+    assert token_delivery(token=values["web_url"].rstrip("/").rsplit("/", 1)[1]) == delivery
+    assert values["count_label"] == "1 new paper"
+    assert digest_values(delivery=delivery, count=3)["count_label"] == "3 new papers"
+
+
+# --- the compiled digest against the templates -------------------------------------------------
+
 
 XSS_TITLE = "<script>alert('xss')</script> & <img src=x onerror=alert(1)> \"quoted\""
+
+
 XSS_ABSTRACT = '</p><iframe src="javascript:alert(1)"></iframe> <b>bold</b> 5 < 6 && 7 > 3'
 
 
@@ -63,12 +155,12 @@ def item(**fields) -> PaperRow:
     return PaperRow(**(base | fields))
 
 
-def slow(items: list[PaperRow], digest_values: dict[str, str]) -> str:
-    return inline_css(render_to_string("emails/digest.html", {**digest_values, "items": items}))
+def slow(items: list[PaperRow], scalars: dict[str, str]) -> str:
+    return inline_css(render_to_string("emails/digest.html", {**scalars, "items": items}))
 
 
-def fast(items: list[PaperRow], digest_values: dict[str, str]) -> str:
-    return compiled_digest().html.render(items=items, values=digest_values)
+def fast(items: list[PaperRow], scalars: dict[str, str]) -> str:
+    return compiled_digest().html.render(items=items, values=scalars)
 
 
 class _Tokens(HTMLParser):
@@ -143,9 +235,9 @@ DIGESTS = {
 @pytest.mark.parametrize("name", list(DIGESTS))
 def test_fast_path_equals_template_path(name: str) -> None:
     items = DIGESTS[name]
-    digest_values = values(intro=f"Digest “{name}” & <more>", email="o'brien+test@example.org")
+    scalars = values(intro=f"Digest “{name}” & <more>", email="o'brien+test@example.org")
 
-    expected, actual = slow(items, digest_values), fast(items, digest_values)
+    expected, actual = slow(items, scalars), fast(items, scalars)
 
     assert html_tokens(actual) == html_tokens(expected)
 
@@ -153,29 +245,28 @@ def test_fast_path_equals_template_path(name: str) -> None:
 def test_fast_path_is_character_identical_without_quotes_or_empty_lists() -> None:
     """Identical but for the amount of whitespace lxml's pretty-printer puts between tags (the
     compiled template had fragment markers there)."""
-    digest_values = values()
+    scalars = values()
     items = DIGESTS["plain"]
 
     def squeezed(html: str) -> str:
         return re.sub(r"\s+", " ", html)
 
-    assert squeezed(fast(items, digest_values)) == squeezed(slow(items, digest_values))
+    assert squeezed(fast(items, scalars)) == squeezed(slow(items, scalars))
 
 
 @pytest.mark.parametrize("name", list(DIGESTS))
 @pytest.mark.parametrize("template", ["emails/digest.txt", "emails/digest.subject.txt"])
 def test_compiled_text_and_subject_are_identical_to_the_template(name: str, template: str) -> None:
     items = [replace(item, number=str(n)) for n, item in enumerate(DIGESTS[name], start=1)]
-    digest_values = values(intro=f"Digest “{name}” & <more>", email="o'brien+test@example.org")
+    scalars = values(intro=f"Digest “{name}” & <more>", email="o'brien+test@example.org")
     compiled = compiled_digest().text if template.endswith("digest.txt") else compiled_digest().subject
 
-    expected = render_to_string(template, {**digest_values, "items": items})
+    expected = render_to_string(template, {**scalars, "items": items})
 
-    assert compiled.render(items=items, values=digest_values) == expected
+    assert compiled.render(items=items, values=scalars) == expected
     assert "<!--" not in expected  # no fragment markers outside compilation
 
 
-@pytest.mark.django_db
 def test_fast_path_equals_template_path_for_items_built_from_papers() -> None:
     """Real papers through PaperRowCache: non-ASCII and spaces in URLs are percent-encoded first."""
     papers = [
@@ -192,9 +283,9 @@ def test_fast_path_equals_template_path_for_items_built_from_papers() -> None:
         PaperRowCache(names).rows([Pick(paper=p, score=1.0, reasons=("Because",))])[0]
         for p in papers_by_ids(ids=[p.pk for p in papers])
     ]
-    digest_values = values()
+    scalars = values()
 
-    assert html_tokens(fast(items, digest_values)) == html_tokens(slow(items, digest_values))
+    assert html_tokens(fast(items, scalars)) == html_tokens(slow(items, scalars))
 
 
 def test_xss_payloads_are_escaped_in_html_and_verbatim_in_text() -> None:

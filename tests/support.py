@@ -1,0 +1,147 @@
+"""Real servers for tests and the benchmark: a free port, an HTTP server in a thread, a recording
+SMTP server (aiosmtpd).
+
+The benchmark (bench/runner.py) imports this module too; it must stay free of pytest and Django.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def http_serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free port of 127.0.0.1 in a thread; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass(frozen=True)
+class Received:
+    """One accepted message: the envelope recipients and the raw content."""
+
+    rcpt_tos: list[str]
+    content: bytes
+
+
+class RecordingSMTPServer:
+    """aiosmtpd on 127.0.0.1 that records what it accepts and can be told to misbehave.
+
+    - `refuse` maps a recipient address to the reply given at RCPT TO (e.g. "550 5.1.1 no such user").
+    - `data_replies` are answers for the next DATA commands, one each (e.g. "451 4.3.0 try later"),
+      before it accepts again.
+    - `delay` slows every DATA down by that many seconds.
+    - `stop()` and `start()` again take it down and bring it back on the same port.
+    - `keep=False` only counts messages (`count`), for runs too large to hold them all.
+
+    `connections` counts SMTP sessions (at EHLO, which smtplib sends once per connection). A message
+    counts as received only if the client is still connected when the server answers 250, as for a
+    real MTA: a client killed mid-transaction has not delivered its message.
+    """
+
+    def __init__(self, *, port: int | None = None, keep: bool = True) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.keep = keep
+        self.messages: list[Received] = []
+        self.count = 0
+        self.connections = 0
+        self.refuse: dict[str, str] = {}
+        self.data_replies: list[str] = []
+        self.delay = 0.0
+        # The native id of the event loop thread, so a benchmark can charge that thread's CPU time.
+        self.thread_id = 0
+        self._controller = None
+
+    def start(self) -> RecordingSMTPServer:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        self._controller.start()
+
+        async def native_id() -> int:
+            return threading.get_native_id()
+
+        loop = self._controller.loop
+        self.thread_id = asyncio.run_coroutine_threadsafe(native_id(), loop).result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> RecordingSMTPServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def email_env(self) -> dict[str, str]:
+        """Environment that points a worker or command subprocess (config.settings) at this server."""
+        return {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_URL": f"smtp://{self.host}:{self.port}",
+        }
+
+    def parsed(self) -> list[EmailMessage]:
+        return [BytesParser(policy=policy.default).parsebytes(m.content) for m in self.messages]
+
+    def recipients(self) -> Counter:
+        """How many messages each address received."""
+        return Counter(address for message in self.messages for address in message.rcpt_tos)
+
+
+class _Handler:
+    # aiosmtpd runs every handler on the controller's single event loop thread, so the counters
+    # need no lock.
+    def __init__(self, server: RecordingSMTPServer) -> None:
+        self.server = server
+
+    async def handle_EHLO(self, smtp, session, envelope, hostname, responses):
+        # A handler that takes over EHLO must record the client name, or aiosmtpd refuses MAIL.
+        session.host_name = hostname
+        self.server.connections += 1
+        return responses
+
+    async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
+        if address in self.server.refuse:
+            return self.server.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, smtp, session, envelope):
+        server = self.server
+        if server.delay:
+            await asyncio.sleep(server.delay)
+        if smtp.transport is None or smtp.transport.is_closing():
+            return "421 4.4.2 client went away"
+        if server.data_replies:
+            return server.data_replies.pop(0)
+        server.count += 1
+        if server.keep:
+            server.messages.append(Received(list(envelope.rcpt_tos), envelope.content))
+        return "250 2.0.0 Accepted"
