@@ -16,6 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from newsletter.client_address import client_address
 from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
 from newsletter.models import Subscriber
 from newsletter.services.digest import digest_preview, digest_web_copy
@@ -32,16 +33,10 @@ from newsletter.services.subscription import (
 from newsletter.services.tokens import Purpose, token_delivery, token_make, token_subscriber
 
 
-def client_ip(request: HttpRequest) -> str:
-    # Behind a proxy, configure it to set REMOTE_ADDR (e.g. gunicorn --forwarded-allow-ips);
-    # X-Forwarded-For is client-controlled and would let anyone dodge the limit.
-    return request.META.get("REMOTE_ADDR", "")
-
-
 def _too_many(request: HttpRequest, scope: str) -> bool:
     return rate_limit_exceeded(
         scope=scope,
-        key=client_ip(request),
+        key=client_address(request),
         limit=settings.NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR,
         window_seconds=3600,
     )

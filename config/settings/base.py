@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -217,6 +218,12 @@ CONTENT_SECURITY_POLICY = {
 # Per-IP sign-up limit and per-address email limit (the form must not be an inbox-bombing tool).
 NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR = env.int("NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR", default=20)
 NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY = env.int("NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY", default=3)
+# Reverse proxies in front of the app that append to X-Forwarded-For (nginx, a load balancer): the
+# client address is the entry the outermost of them wrote (newsletter.client_address). 0 = no proxy,
+# use REMOTE_ADDR; a value higher than the real number lets clients choose their own address.
+NEWSLETTER_TRUSTED_PROXIES = env.int("NEWSLETTER_TRUSTED_PROXIES", default=0)
+if NEWSLETTER_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("NEWSLETTER_TRUSTED_PROXIES must be 0 or more")
 
 LOGGING = {
     "version": 1,
