@@ -579,6 +579,15 @@ def test_normalize_arxiv_id(raw: str, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    "href", ["javascript:alert(1)", "data:text/html,x", "ftp://arxiv.org/abs/2401.00001", " "]
+)
+def test_atom_entry_whose_link_is_not_a_web_url_gets_the_arxiv_url_from_its_id(href: str) -> None:
+    entry = atom_entry(extra=f'<link href="{href}" rel="alternate" type="text/html"/>')
+
+    assert parse(atom(entry)).records[0].url == "https://arxiv.org/abs/2401.00001"
+
+
+@pytest.mark.parametrize(
     ("url", "expected"),
     [
         ("http://arxiv.org/abs/2305.18290v3", "2305.18290"),
