@@ -22,8 +22,9 @@ from django.urls.resolvers import RegexPattern
 
 logger = logging.getLogger(__name__)
 
-# What anymail's parsers raise on a body that is not the ESP's JSON or form shape.
-MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+# What anymail's parsers raise on a body that is not the ESP's JSON or form shape, including JSON
+# nested deeper than the parser's recursion limit and timestamps beyond the platform's time_t.
+MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OverflowError)
 
 
 def _needs_secret(view) -> bool:

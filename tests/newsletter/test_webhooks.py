@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from anymail import urls as anymail_urls
 from django.test import Client
+
+from newsletter.models import EmailEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +60,17 @@ def test_an_esp_without_its_keys_configured_answers_404(client: Client, route: s
 @pytest.mark.parametrize("route", INBOUND)
 def test_inbound_mail_webhooks_are_not_mounted(client: Client, route: str) -> None:
     assert post(client, route, "{}") == 404
+
+
+def test_json_nested_beyond_the_recursion_limit_is_a_400(client: Client) -> None:
+    assert post(client, "postmark/tracking/", "[" * 50_000 + "]" * 50_000) == 400
+
+
+def test_a_timestamp_beyond_the_platform_time_range_is_a_400(client: Client) -> None:
+    events = [
+        {"email": "a@example.org", "timestamp": 1763800000, "event": "bounce", "sg_event_id": "ok"},
+        {"email": "b@example.org", "timestamp": 10**20, "event": "bounce", "sg_event_id": "huge"},
+    ]
+
+    assert post(client, "sendgrid/tracking/", json.dumps(events)) == 400
+    assert not EmailEvent.objects.exists()  # the whole batch is refused, not half of it
