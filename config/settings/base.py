@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "anymail",
+    "axes",
     "papers",
     "newsletter",
 ]
@@ -42,6 +43,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes checks for a lockout before any password is compared.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -224,6 +233,21 @@ NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY = env.int("NEWSLETTER_EMAILS_PER_ADDRESS_P
 NEWSLETTER_TRUSTED_PROXIES = env.int("NEWSLETTER_TRUSTED_PROXIES", default=0)
 if NEWSLETTER_TRUSTED_PROXIES < 0:
     raise ImproperlyConfigured("NEWSLETTER_TRUSTED_PROXIES must be 0 or more")
+
+# Admin log-in throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords from one client address
+# (behind proxies: newsletter.client_address), that address waits AXES_COOLOFF_TIME. Keyed on the address,
+# not the username, so a stranger cannot lock the operators out. Attempts live in the database (visible
+# in the admin; `manage.py axes_reset` lifts a lockout), which every web process shares.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "newsletter.client_address.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+# Successful log-ins are not worth a row each; failures are what the admin lists.
+AXES_DISABLE_ACCESS_LOG = True
+# Quiet start-up, and log lines that name the client address only, never the username tried.
+AXES_VERBOSE = False
 
 LOGGING = {
     "version": 1,
