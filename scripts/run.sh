@@ -26,7 +26,6 @@ if [ -z "${CELERY_BROKER_URL:-}" ] && ! .venv/bin/python scripts/redis_ping.py "
 fi
 
 .venv/bin/python manage.py migrate --noinput -v0
-.venv/bin/python manage.py createcachetable
 .venv/bin/python manage.py collectstatic --noinput -v0
 echo "Loading the sample papers ..."
 .venv/bin/python manage.py ingest_papers papers/sample_data --quiet

@@ -83,7 +83,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache("CACHE_URL", default="dbcache://django_cache")}
+# Rate limits live in the cache. Locally: files under var/cache/, shared by every process on this machine
+# and needing no table, so `migrate` + `runserver` is enough (a database cache would also take SQLite's
+# write lock on every sign-up). Production uses Redis (config/settings/production.py).
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{BASE_DIR / 'var' / 'cache'}")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
