@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,17 @@ def test_migrate_alone_gives_a_working_sign_up_with_a_limit_shared_between_proce
 
     assert first.stdout.split() == ["302"], first.stderr
     assert second.stdout.split() == ["429"], second.stderr  # the first process's count was seen
+
+
+def test_a_busy_web_port_is_reported_with_what_to_do() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "scripts/port_free.py", str(port)], cwd=REPO, capture_output=True, text=True
+        )
+
+    assert result.returncode == 1
+    assert f"Port {port} is already in use" in result.stdout
+    assert f"make run WEB_PORT={port + 1}" in result.stdout
