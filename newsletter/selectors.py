@@ -42,8 +42,9 @@ class CandidatePaper:
     topic_ids: tuple[int, ...]
 
 
+# A candidate's `abstract` is Paper.abstract_clean, the text readers see (and ranking reads).
 _CANDIDATE_FIELDS = (
-    "id", "title", "abstract", "authors", "url", "upvotes", "github_stars", "github_url",
+    "id", "title", "abstract_clean", "authors", "url", "upvotes", "github_stars", "github_url",
     "ingested_at", "published_at",
 )  # fmt: skip
 
