@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from anymail.signals import EventType
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 
-from newsletter.models import Delivery, DeliveryItem, Subscriber, Suppression
-from papers.models import Paper, PaperTopic
+from newsletter.models import Delivery, DeliveryItem, EmailEvent, Subscriber, Suppression
+from papers.models import Feed, Paper, PaperTopic
 
 
 def subscribers_due(*, now: datetime) -> list[int]:
@@ -85,12 +86,28 @@ def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[in
     )
 
 
+# Gmail's bulk-sender guideline: keep the spam complaint rate below 0.3% (and well below 0.1%).
+RATE_LIMIT_LINE = 0.003
+
+
 @dataclass(frozen=True)
 class DayStats:
     day: date
-    sent: int
-    failed: int
-    bounced: int
+    confirmed: int = 0  # new confirmed subscribers
+    unsubscribed: int = 0
+    sent: int = 0
+    failed: int = 0
+    bounced: int = 0
+    complaints: int = 0
+    papers: int = 0  # papers ingested
+
+    @property
+    def bounce_rate(self) -> float | None:
+        return self.bounced / self.sent if self.sent else None
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return self.complaints / self.sent if self.sent else None
 
 
 def stats_subscribers() -> dict[str, int]:
@@ -101,23 +118,68 @@ def stats_subscribers() -> dict[str, int]:
     return result
 
 
-def stats_deliveries_per_day(*, days: int, today: date) -> list[DayStats]:
-    """Sent / failed / bounced deliveries per UTC day, oldest first, days without mail included."""
-    start = today - timedelta(days=days - 1)
+def _count_per_day(queryset, field: str, start: date, **counts) -> dict[date, dict[str, int]]:
+    """{day: {name: count}} over rows whose `field` falls on or after `start`, grouped by UTC day."""
+    counts = counts or {"n": Count("id")}
     rows = (
-        Delivery.objects.filter(created_at__date__gte=start)
-        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        queryset.filter(**{f"{field}__date__gte": start})
+        .annotate(day=TruncDate(field, tzinfo=UTC))
         .values("day")
-        .annotate(
-            sent=Count("id", filter=Q(status=Delivery.Status.SENT)),
-            failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
-            bounced=Count("id", filter=Q(bounced=True)),
-        )
+        .annotate(**counts)
     )
-    by_day = {row["day"]: row for row in rows}
+    return {row.pop("day"): row for row in rows}
+
+
+def stats_per_day(*, days: int, today: date) -> list[DayStats]:
+    """Per UTC day, oldest first, days without activity included: one grouped query per source."""
+    start = today - timedelta(days=days - 1)
+    deliveries = _count_per_day(
+        Delivery.objects.all(),
+        "created_at",
+        start,
+        sent=Count("id", filter=Q(status=Delivery.Status.SENT)),
+        failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
+        bounced=Count("id", filter=Q(bounced=True)),
+    )
+    confirmed = _count_per_day(Subscriber.objects.all(), "confirmed_at", start)
+    unsubscribed = _count_per_day(Subscriber.objects.all(), "unsubscribed_at", start)
+    complaints = _count_per_day(
+        EmailEvent.objects.filter(event_type=EventType.COMPLAINED), "received_at", start
+    )
+    papers = _count_per_day(Paper.objects.all(), "ingested_at", start)
     out = []
     for offset in range(days):
         day = start + timedelta(days=offset)
-        row = by_day.get(day, {})
-        out.append(DayStats(day, row.get("sent", 0), row.get("failed", 0), row.get("bounced", 0)))
+        out.append(
+            DayStats(
+                day,
+                confirmed=confirmed.get(day, {}).get("n", 0),
+                unsubscribed=unsubscribed.get(day, {}).get("n", 0),
+                complaints=complaints.get(day, {}).get("n", 0),
+                papers=papers.get(day, {}).get("n", 0),
+                **deliveries.get(day, {}),
+            )
+        )
     return out
+
+
+@dataclass(frozen=True)
+class FeedStats:
+    name: str
+    enabled: bool
+    last_fetched_at: datetime | None
+    last_status: str
+
+    @property
+    def failed(self) -> bool:
+        return self.last_status.startswith("error")  # papers.services.fetch writes "error: ..."
+
+
+def stats_feeds() -> list[FeedStats]:
+    """Every feed with its last fetch and what it answered (an error is kept in last_status)."""
+    return [
+        FeedStats(*row)
+        for row in Feed.objects.order_by("name").values_list(
+            "name", "enabled", "last_fetched_at", "last_status"
+        )
+    ]
