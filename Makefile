@@ -1,14 +1,15 @@
 # The two commands of the README. Both work on a fresh clone with only Python 3.11 installed.
 .PHONY: run test lint bench
 
-run:  ## set up everything and start web + worker + beat with the sample papers loaded
-	bash scripts/run.sh
+run:  ## set up everything and start web + worker + beat with the sample papers loaded; WEB_PORT=8001 for another port
+	@# Ctrl-C is how a run ends: the recipe shell outlives it (trap) and a 130 exit is not an error.
+	@trap true INT; bash scripts/run.sh || test $$? -eq 130
 
 test:  ## install test dependencies, start PostgreSQL/Redis if needed, run the whole suite
 	bash scripts/test.sh
 
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports --no-logo
 
 bench:  ## the throughput benchmark (see README, "Benchmark"); arguments in BENCH_ARGS="..."
 	bash scripts/bench.sh $(BENCH_ARGS)

@@ -17,6 +17,7 @@ from django.db import connection, transaction
 
 from newsletter.models import Subscriber
 from papers.models import Paper, PaperTopic, Topic
+from papers.services.latex import latex_to_text
 from papers.services.parsers import parse_listing, title_key
 from papers.services.tagging import papers_tag, topic_model_build
 from papers.services.text import SAMPLE_DATA_DIR
@@ -80,6 +81,7 @@ def papers_create(*, count: int, rng: random.Random, now: datetime) -> tuple[flo
                 title=title,
                 title_key=title_key(title),
                 abstract=abstract,
+                abstract_clean=latex_to_text(abstract),
                 authors=[f"Author {rng.randrange(10_000)}" for _ in range(rng.randint(1, 8))],
                 source=Paper.Source.LISTING,
                 upvotes=int(rng.paretovariate(1.2)) if rng.random() < 0.6 else None,

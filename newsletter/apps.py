@@ -6,4 +6,5 @@ class NewsletterConfig(AppConfig):
     name = "newsletter"
 
     def ready(self) -> None:
-        from newsletter import signals  # noqa: F401  (connects the anymail tracking receiver)
+        # Imported for their side effects: the deploy checks register, the anymail receiver connects.
+        from newsletter import checks, signals  # noqa: F401

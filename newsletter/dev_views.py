@@ -22,6 +22,18 @@ def _parts(message) -> tuple[str, str | None]:
     return (text.get_content() if text else ""), (html.get_content() if html else None)
 
 
+MAX_INDENT = 8  # .mail-text .indent-N in site.css
+
+
+def text_lines(text: str) -> list[tuple[int, str]]:
+    """Each line of a text/plain part with its indent, so a wrapped line can keep it (a hanging indent)."""
+    lines = []
+    for line in text.splitlines():
+        content = line.lstrip(" ")
+        lines.append((min(len(line) - len(content), MAX_INDENT), content))
+    return lines
+
+
 def outbox(request: HttpRequest) -> HttpResponse:
     _require_debug()
     rows = []
@@ -44,7 +56,7 @@ def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
     return render(
         request,
         "dev/outbox_message.html",
-        {"name": name, "headers": headers, "text": text, "has_html": html is not None},
+        {"name": name, "headers": headers, "text_lines": text_lines(text), "has_html": html is not None},
     )
 
 
@@ -56,7 +68,8 @@ def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
         "style-src": ["'unsafe-inline'"],
         "img-src": ["*", "data:"],
         "frame-ancestors": ["'self'"],
-        "sandbox": [""],
+        # Scripts stay off; same-origin only lets the message page measure the height (outbox.js).
+        "sandbox": ["allow-same-origin"],
     }
 )
 def outbox_html(request: HttpRequest, name: str) -> HttpResponse:

@@ -43,7 +43,8 @@ def outbox_read(name: str) -> EmailMessage | None:
     """Parse one stored message; None for a name that is not a file of the outbox."""
     if "/" in name or "\\" in name or not name.endswith(".eml") or name.startswith("."):
         return None
-    path = outbox_dir() / name
-    if not path.is_file():
+    try:
+        data = (outbox_dir() / name).read_bytes()
+    except (OSError, ValueError):  # missing, a directory, a name too long for the file system, a NUL
         return None
-    return BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    return BytesParser(policy=policy.default).parsebytes(data)

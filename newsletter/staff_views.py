@@ -7,44 +7,35 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from newsletter.selectors import stats_deliveries_per_day, stats_subscribers
+from newsletter.selectors import RATE_LIMIT_LINE, DayStats, stats_per_day, stats_subscribers
+from newsletter.stats_charts import chart_deliveries, chart_papers, chart_rates, chart_subscribers
+from papers.selectors import stats_feeds
 
 CHART_DAYS = 30
-CHART_HEIGHT = 160
-BAR_WIDTH = 16
 
 
 @staff_member_required
 def stats(request: HttpRequest) -> HttpResponse:
-    days = stats_deliveries_per_day(days=CHART_DAYS, today=timezone.now().date())
-    peak = max([d.sent + d.failed for d in days] + [1])
-    bars = []
-    for index, day in enumerate(days):
-        x = index * (BAR_WIDTH + 4)
-        sent_h = round(CHART_HEIGHT * day.sent / peak)
-        failed_h = round(CHART_HEIGHT * day.failed / peak)
-        bars.append(
-            {
-                "day": day,
-                "x": x,
-                "sent_y": CHART_HEIGHT - sent_h,
-                "sent_h": sent_h,
-                "failed_y": CHART_HEIGHT - sent_h - failed_h,
-                "failed_h": failed_h,
-            }
-        )
+    days = stats_per_day(days=CHART_DAYS, today=timezone.now().date())
+    totals = DayStats(
+        day=days[-1].day,
+        **{
+            name: sum(getattr(d, name) for d in days)
+            for name in ("confirmed", "unsubscribed", "sent", "failed", "bounced", "complaints", "papers")
+        },
+    )
     context = {
         "subscribers": stats_subscribers(),
         "days": days,
-        "bars": bars,
-        "peak": peak,
-        "chart_width": CHART_DAYS * (BAR_WIDTH + 4),
-        "chart_height": CHART_HEIGHT,
-        "bar_width": BAR_WIDTH,
-        "totals": {
-            "sent": sum(d.sent for d in days),
-            "failed": sum(d.failed for d in days),
-            "bounced": sum(d.bounced for d in days),
-        },
+        "active_days": [d for d in reversed(days) if any(d.__dict__[k] for k in d.__dict__ if k != "day")],
+        "totals": totals,
+        "rate_limit": RATE_LIMIT_LINE,
+        "feeds": stats_feeds(),
+        "charts": [
+            ("deliveries", chart_deliveries(days), "Digests sent and failed per day"),
+            ("subscribers", chart_subscribers(days), "New confirmed subscribers and unsubscribes per day"),
+            ("rates", chart_rates(days), "Bounce and complaint rates per day against the 0.3% line"),
+            ("papers", chart_papers(days), "Papers ingested per day"),
+        ],
     }
     return render(request, "staff/stats.html", context)

@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from newsletter.client_address import client_address
 from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
 from newsletter.models import Subscriber
 from newsletter.selectors import digest_preview, subscriber_export
@@ -32,16 +33,10 @@ from newsletter.services.tokens import Purpose, token_delivery, token_make, toke
 from newsletter.tasks import handle_link_request, handle_signup
 
 
-def client_ip(request: HttpRequest) -> str:
-    # Behind a proxy, configure it to set REMOTE_ADDR (e.g. gunicorn --forwarded-allow-ips);
-    # X-Forwarded-For is client-controlled and would let anyone dodge the limit.
-    return request.META.get("REMOTE_ADDR", "")
-
-
 def _too_many(request: HttpRequest, scope: str) -> bool:
     return rate_limit_exceeded(
         scope=scope,
-        key=client_ip(request),
+        key=client_address(request),
         limit=settings.NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR,
         window_seconds=3600,
     )

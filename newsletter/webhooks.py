@@ -1,4 +1,6 @@
-"""django-anymail's webhook URLs, guarded so a malformed payload gets a 400 instead of a 500."""
+"""django-anymail's tracking webhook URLs, guarded: a malformed payload gets a 400, an ESP this server is
+not configured for a 404, never a 500. Inbound-mail webhooks are not mounted: nothing here reads mail.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +8,23 @@ import functools
 import logging
 
 from anymail import urls as anymail_urls
+from anymail.exceptions import AnymailConfigurationError
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+    HttpResponseNotFound,
+)
 from django.urls import URLPattern, path, re_path
 from django.urls.resolvers import RegexPattern
 
 logger = logging.getLogger(__name__)
 
-# What anymail's parsers raise on a body that is not the ESP's JSON or form shape.
-MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError)
+# What anymail's parsers raise on a body that is not the ESP's JSON or form shape, including JSON
+# nested deeper than the parser's recursion limit and timestamps beyond the platform's time_t.
+MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OverflowError)
 
 
 def _needs_secret(view) -> bool:
@@ -39,6 +49,12 @@ def guard(view):
             )
         try:
             return view(request, *args, **kwargs)
+        except AnymailConfigurationError as exc:
+            # Raised when the view is built: this ESP's key or package is missing, so it is not ours.
+            logger.warning("ESP webhook on %s refused: %s", request.path, type(exc).__name__)
+            return HttpResponseNotFound(
+                "No webhook for this ESP is configured here.\n", content_type="text/plain"
+            )
         except MALFORMED as exc:
             logger.warning("malformed ESP webhook on %s: %s", request.path, type(exc).__name__)
             return HttpResponseBadRequest("Malformed webhook payload.\n", content_type="text/plain")
@@ -49,6 +65,8 @@ def guard(view):
 def guarded_anymail_urlpatterns() -> list[URLPattern]:
     patterns = []
     for pattern in anymail_urls.urlpatterns:
+        if not pattern.name.endswith("_tracking_webhook"):
+            continue
         route = str(pattern.pattern)
         make = re_path if isinstance(pattern.pattern, RegexPattern) else path
         patterns.append(make(route, guard(pattern.callback), pattern.default_args, name=pattern.name))

@@ -3,6 +3,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from papers.models import Feed, Paper, PaperTopic, Topic
+from papers.services.latex import latex_to_text
 
 
 @admin.register(Topic)
@@ -42,6 +43,10 @@ class PaperAdmin(admin.ModelAdmin):
     readonly_fields = ["title_key", "ingested_at", "updated_at"]
     date_hierarchy = "ingested_at"
     inlines = [PaperTopicInline]
+
+    def save_model(self, request, obj: Paper, form, change: bool) -> None:
+        obj.abstract_clean = latex_to_text(obj.abstract)  # the shown copy follows an edited abstract
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Feed)

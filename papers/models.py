@@ -37,7 +37,9 @@ class Paper(models.Model):
     title = models.CharField(max_length=500)
     # Lowercased, punctuation-free title: the dedupe key for records without an external id.
     title_key = models.CharField(max_length=500, unique=True)
-    abstract = models.TextField()
+    abstract = models.TextField()  # as the source gave it (arXiv: LaTeX source)
+    # What pages and emails show: LaTeX leftovers as plain text (papers.services.latex), set with `abstract`.
+    abstract_clean = models.TextField(default="", editable=False)
     authors = models.JSONField(default=list, blank=True)
     published_at = models.DateTimeField(null=True, blank=True)
     ingested_at = models.DateTimeField(auto_now_add=True, db_index=True)

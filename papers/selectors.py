@@ -32,8 +32,9 @@ class CandidatePaper:
     topic_scores: tuple[float, ...]
 
 
+# A candidate's `abstract` is Paper.abstract_clean, the text readers see (and ranking reads).
 _CANDIDATE_FIELDS = (
-    "id", "title", "abstract", "authors", "url", "upvotes", "github_stars", "github_url",
+    "id", "title", "abstract_clean", "authors", "url", "upvotes", "github_stars", "github_url",
     "ingested_at", "published_at",
 )  # fmt: skip
 
@@ -94,3 +95,25 @@ def feeds_due() -> list[int]:
         .filter(Q(last_fetched_at__isnull=True) | Q(last_fetched_at__lte=now - interval))
         .values_list("id", flat=True)
     )
+
+
+@dataclass(frozen=True)
+class FeedStats:
+    name: str
+    enabled: bool
+    last_fetched_at: datetime | None
+    last_status: str
+
+    @property
+    def failed(self) -> bool:
+        return self.last_status.startswith("error")  # papers.services.fetch writes "error: ..."
+
+
+def stats_feeds() -> list[FeedStats]:
+    """Every feed with its last fetch and what it answered (an error is kept in last_status)."""
+    return [
+        FeedStats(*row)
+        for row in Feed.objects.order_by("name").values_list(
+            "name", "enabled", "last_fetched_at", "last_status"
+        )
+    ]

@@ -9,6 +9,7 @@ export DJANGO_SETTINGS_MODULE=config.settings.local
 export WEB_PORT=${WEB_PORT:-8000}
 export SITE_URL=${SITE_URL:-http://127.0.0.1:$WEB_PORT}
 mkdir -p var
+.venv/bin/python scripts/port_free.py "$WEB_PORT"
 
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379/0}
 if [ -z "${CELERY_BROKER_URL:-}" ] && ! .venv/bin/python scripts/redis_ping.py "$redis_url"; then
@@ -26,7 +27,6 @@ if [ -z "${CELERY_BROKER_URL:-}" ] && ! .venv/bin/python scripts/redis_ping.py "
 fi
 
 .venv/bin/python manage.py migrate --noinput -v0
-.venv/bin/python manage.py createcachetable
 .venv/bin/python manage.py collectstatic --noinput -v0
 echo "Loading the sample papers ..."
 .venv/bin/python manage.py ingest_papers papers/sample_data --quiet
@@ -38,7 +38,7 @@ cat <<BANNER
     site     $SITE_URL/            (subscribe here)
     outbox   $SITE_URL/dev/outbox/ (every email the app sends, readable without SMTP)
     admin    $SITE_URL/admin/      (user admin, password admin; local only)
-  Ctrl-C stops web, worker and beat.
+  Ctrl-C stops web, worker and beat. Another port: make run WEB_PORT=8001
 
 BANNER
 exec .venv/bin/honcho -f Procfile.dev start

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: installs everything the suite needs, starts PostgreSQL/Redis if they are down,
-# then runs lint and the whole pytest suite. Extra arguments go to pytest.
+# then runs `make lint` (ruff check + ruff format --check) and the whole pytest suite.
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -14,6 +15,5 @@ if ! command -v chromium >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
-.venv/bin/ruff check .
-.venv/bin/lint-imports --no-logo  # the layers in pyproject.toml ([tool.importlinter])
+make --no-print-directory lint  # ruff check, ruff format --check, lint-imports (the layers in pyproject.toml)
 .venv/bin/python -m pytest "$@"

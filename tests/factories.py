@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from newsletter.models import Delivery, Subscriber
 from papers.models import Paper, Topic
+from papers.services.latex import latex_to_text
 from papers.services.parsers import title_key
 
 
@@ -28,6 +29,7 @@ class PaperFactory(factory.django.DjangoModelFactory):
     title = factory.Sequence(lambda n: f"A study of things number {n}")
     title_key = factory.LazyAttribute(lambda o: title_key(o.title))
     abstract = "We study things. The results are good and the method is general."
+    abstract_clean = factory.LazyAttribute(lambda o: latex_to_text(o.abstract))
     authors = factory.LazyFunction(lambda: ["Ada Lovelace", "Alan Turing"])
     source = Paper.Source.LISTING
     upvotes = None

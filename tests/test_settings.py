@@ -1,4 +1,4 @@
-"""Production settings must pass Django's deployment checks with no warning."""
+"""Production settings must pass Django's deployment checks with no warning, and refuse unsafe values."""
 
 import os
 import subprocess
@@ -8,7 +8,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_check_deploy_is_clean_for_production_settings() -> None:
+def production_check(**overrides: str) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
@@ -16,8 +16,10 @@ def test_check_deploy_is_clean_for_production_settings() -> None:
         "ALLOWED_HOSTS": "digest.example.org",
         "SITE_URL": "https://digest.example.org",
         "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test",
+        **overrides,
     }
-    result = subprocess.run(
+    env = {k: v for k, v in env.items() if v}
+    return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=REPO,
         env=env,
@@ -25,6 +27,11 @@ def test_check_deploy_is_clean_for_production_settings() -> None:
         text=True,
         timeout=120,
     )
+
+
+def test_check_deploy_is_clean_for_production_settings() -> None:
+    result = production_check()
+
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues (0 silenced)" in result.stdout
 
@@ -39,3 +46,24 @@ def test_production_settings_refuse_to_start_without_a_secret_key() -> None:
     )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_production_settings_refuse_to_start_without_site_url() -> None:
+    result = production_check(SITE_URL="")
+
+    assert result.returncode != 0
+    assert "SITE_URL" in result.stderr
+
+
+def test_production_settings_refuse_a_site_url_that_is_not_https() -> None:
+    result = production_check(SITE_URL="http://digest.example.org")
+
+    assert result.returncode != 0
+    assert "SITE_URL must be the public https:// address" in result.stderr
+
+
+def test_check_deploy_refuses_a_site_url_on_this_machine() -> None:
+    result = production_check(SITE_URL="https://127.0.0.1:8000", ALLOWED_HOSTS="127.0.0.1")
+
+    assert result.returncode != 0
+    assert "newsletter.E002" in result.stderr

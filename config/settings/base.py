@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -27,6 +28,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "anymail",
+    "axes",
     "papers",
     "newsletter",
 ]
@@ -41,6 +43,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes checks for a lockout before any password is compared.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -73,7 +83,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": env.cache("CACHE_URL", default="dbcache://django_cache")}
+# Rate limits live in the cache. Locally: files under var/cache/, shared by every process on this machine
+# and needing no table, so `migrate` + `runserver` is enough (a database cache would also take SQLite's
+# write lock on every sign-up). Production uses Redis (config/settings/production.py).
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{BASE_DIR / 'var' / 'cache'}")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -228,6 +241,27 @@ CONTENT_SECURITY_POLICY = {
 # Per-IP sign-up limit and per-address email limit (the form must not be an inbox-bombing tool).
 NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR = env.int("NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR", default=20)
 NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY = env.int("NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY", default=3)
+# Reverse proxies in front of the app that append to X-Forwarded-For (nginx, a load balancer): the
+# client address is the entry the outermost of them wrote (newsletter.client_address). 0 = no proxy,
+# use REMOTE_ADDR; a value higher than the real number lets clients choose their own address.
+NEWSLETTER_TRUSTED_PROXIES = env.int("NEWSLETTER_TRUSTED_PROXIES", default=0)
+if NEWSLETTER_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured("NEWSLETTER_TRUSTED_PROXIES must be 0 or more")
+
+# Admin log-in throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords from one client address
+# (behind proxies: newsletter.client_address), that address waits AXES_COOLOFF_TIME. Keyed on the address,
+# not the username, so a stranger cannot lock the operators out. Attempts live in the database (visible
+# in the admin; `manage.py axes_reset` lifts a lockout), which every web process shares.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "newsletter.client_address.client_address"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+# Successful log-ins are not worth a row each; failures are what the admin lists.
+AXES_DISABLE_ACCESS_LOG = True
+# Quiet start-up, and log lines that name the client address only, never the username tried.
+AXES_VERBOSE = False
 
 LOGGING = {
     "version": 1,

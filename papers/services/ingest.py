@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from papers.models import Paper, Topic
+from papers.services.latex import latex_to_text
 from papers.services.parsers import (
     SOURCE_ARXIV,
     PaperRecord,
@@ -57,6 +58,7 @@ def _new_paper(record: PaperRecord) -> Paper:
         title=record.title,
         title_key=title_key(record.title),
         abstract=record.abstract,
+        abstract_clean=latex_to_text(record.abstract),
         authors=list(record.authors),
         published_at=record.published_at,
         source=record.source,
@@ -84,6 +86,7 @@ def _merge_record(paper: Paper, record: PaperRecord, *, retitle: bool) -> set[st
         changes["title_key"] = title_key(record.title)
     if len(record.abstract) > len(paper.abstract):
         changes["abstract"] = record.abstract
+        changes["abstract_clean"] = latex_to_text(record.abstract)
     if len(record.authors) > len(paper.authors):
         changes["authors"] = list(record.authors)
     if record.published_at and (paper.published_at is None or record.published_at < paper.published_at):

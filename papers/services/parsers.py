@@ -451,7 +451,8 @@ def _arxiv_record(entry, position: str) -> PaperRecord:
     url = ""
     for link in entry.findall(ATOM + "link"):
         if link.get("rel", "alternate") == "alternate" and link.get("type", "text/html") == "text/html":
-            url = link.get("href", "")
+            # A link that is not http(s) (javascript:, data:, garbage) must not cost the paper its URL.
+            url = _clean_url(link.get("href", "")) or url
     authors = [_text(a, "name") or "" for a in entry.findall(ATOM + "author")]
     return make_record(
         title=_text(entry, "title"),

@@ -1,15 +1,39 @@
+"""The operator page /staff/stats/: what the selectors count, the charts, who may see it."""
+
 from __future__ import annotations
 
+import base64
+from datetime import UTC, datetime, timedelta
+
 import pytest
+import time_machine
+from anymail.signals import EventType
 from django.contrib.auth import get_user_model
 from django.test import Client
-from django.utils import timezone
 
-from newsletter.models import Delivery, Subscriber, Suppression
-from newsletter.selectors import stats_deliveries_per_day, stats_subscribers
-from tests.factories import DeliveryFactory, SubscriberFactory
+from newsletter.models import Delivery, EmailEvent, Subscriber, Suppression
+from newsletter.selectors import stats_per_day, stats_subscribers
+from newsletter.stats_charts import chart_deliveries, chart_papers, chart_rates, chart_subscribers
+from papers.models import Feed
+from papers.selectors import stats_feeds
+from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def staff_client() -> Client:
+    user = get_user_model().objects.create_user("ops", "ops@example.org", "pw", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def svg(data_uri: str) -> str:
+    prefix = "data:image/svg+xml;base64,"
+    assert data_uri.startswith(prefix)
+    return base64.b64decode(data_uri.removeprefix(prefix)).decode()
 
 
 def test_subscribers_by_state() -> None:
@@ -23,26 +47,76 @@ def test_subscribers_by_state() -> None:
     assert stats["Suppressed addresses"] == 1
 
 
-def test_deliveries_per_day_counts_each_outcome() -> None:
-    DeliveryFactory(status=Delivery.Status.SENT)
-    DeliveryFactory(status=Delivery.Status.SENT, bounced=True)
-    DeliveryFactory(status=Delivery.Status.FAILED)
-    DeliveryFactory(status=Delivery.Status.PENDING)
-    today = timezone.now().date()
-    days = stats_deliveries_per_day(days=7, today=today)
+@time_machine.travel(NOW, tick=False)
+def test_per_day_counts_each_outcome_on_its_day() -> None:
+    yesterday = NOW - timedelta(days=1)
+    long_ago = {"subscriber__confirmed_at": NOW - timedelta(days=90)}
+    DeliveryFactory(status=Delivery.Status.SENT, **long_ago)
+    DeliveryFactory(status=Delivery.Status.SENT, bounced=True, **long_ago)
+    DeliveryFactory(status=Delivery.Status.FAILED, **long_ago)
+    DeliveryFactory(status=Delivery.Status.PENDING, **long_ago)
+    SubscriberFactory(confirmed_at=NOW)
+    SubscriberFactory(confirmed_at=yesterday)
+    SubscriberFactory(status=Subscriber.Status.UNSUBSCRIBED, confirmed_at=yesterday, unsubscribed_at=NOW)
+    EmailEvent.objects.create(event_id="c1", event_type=EventType.COMPLAINED, email="a@example.org")
+    EmailEvent.objects.create(event_id="b1", event_type=EventType.BOUNCED, email="b@example.org")
+    PaperFactory.create_batch(3)
+
+    days = stats_per_day(days=7, today=NOW.date())
+
     assert len(days) == 7
-    assert days[-1].day == today
-    assert (days[-1].sent, days[-1].failed, days[-1].bounced) == (2, 1, 1)
-    assert all((d.sent, d.failed, d.bounced) == (0, 0, 0) for d in days[:-1])
+    assert [d.day for d in days][-2:] == [yesterday.date(), NOW.date()]
+    today = days[-1]
+    assert (today.sent, today.failed, today.bounced, today.complaints) == (2, 1, 1, 1)
+    assert (today.confirmed, today.unsubscribed, today.papers) == (1, 1, 3)
+    assert (today.bounce_rate, today.complaint_rate) == (0.5, 0.5)
+    assert (days[-2].confirmed, days[-2].sent, days[-2].bounce_rate) == (2, 0, None)
+    assert all(d.sent == d.papers == d.confirmed == 0 for d in days[:-2])
+
+
+def test_feeds_with_their_last_fetch_and_error() -> None:
+    Feed.objects.all().delete()
+    Feed.objects.create(name="b", url="https://b.example.org/", last_status="error: timed out")
+    Feed.objects.create(name="a", url="https://a.example.org/", last_status="3 created, 0 updated")
+
+    feeds = stats_feeds()
+
+    assert [(f.name, f.failed) for f in feeds] == [("a", False), ("b", True)]
+
+
+@time_machine.travel(NOW, tick=False)
+def test_charts_are_svg_with_dates_on_the_axis_and_the_rate_line() -> None:
+    DeliveryFactory(status=Delivery.Status.SENT)
+    days = stats_per_day(days=30, today=NOW.date())
+
+    drawn = {
+        chart.__name__: svg(chart(days)) for chart in (chart_deliveries, chart_subscribers, chart_papers)
+    }
+    rates = svg(chart_rates(days))
+
+    for name, chart in drawn.items():
+        assert chart.lstrip().startswith("<?xml") and "<svg" in chart, name
+        assert "Nov 23" in chart or "Nov 22" in chart, name  # dates as tick labels, as text
+    assert "Gmail's 0.3% limit" in rates
+    assert "0.3%" in rates or "0.4%" in rates  # the percent axis
 
 
 def test_stats_page_is_for_staff_only() -> None:
     assert Client().get("/staff/stats/").status_code == 302  # to the admin login
-    user = get_user_model().objects.create_user("ops", "ops@example.org", "pw", is_staff=True)
-    client = Client()
-    client.force_login(user)
+
+
+@time_machine.travel(NOW, tick=False)
+def test_stats_page_shows_totals_rates_feeds_and_no_subscriber_navigation() -> None:
     DeliveryFactory(status=Delivery.Status.SENT)
-    response = client.get("/staff/stats/")
+    DeliveryFactory(status=Delivery.Status.SENT, bounced=True)
+    Feed.objects.update(last_status="error: connection refused")
+
+    response = staff_client().get("/staff/stats/")
+
     assert response.status_code == 200
-    assert b"<svg" in response.content
-    assert b"1 sent, 0 failed, 0 bounced" in response.content
+    page = response.content.decode()
+    assert "2 sent, 0 failed, 1 bounced, 0 complaints" in page
+    assert 'class="bad" title="at or above the 0.3% line">50.00%' in page
+    assert page.count('<img src="data:image/svg+xml;base64,') == 4
+    assert "error: connection refused" in page
+    assert "Manage your subscription" not in page

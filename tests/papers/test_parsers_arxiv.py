@@ -151,3 +151,12 @@ def test_atom_entry_ids_are_normalized(url: str, expected: str | None) -> None:
     entry = atom_entry().replace("http://arxiv.org/abs/2401.00001v1", url)
 
     assert parse(atom(entry)).records[0].external_id == expected
+
+
+@pytest.mark.parametrize(
+    "href", ["javascript:alert(1)", "data:text/html,x", "ftp://arxiv.org/abs/2401.00001", " "]
+)
+def test_atom_entry_whose_link_is_not_a_web_url_gets_the_arxiv_url_from_its_id(href: str) -> None:
+    entry = atom_entry(extra=f'<link href="{href}" rel="alternate" type="text/html"/>')
+
+    assert parse(atom(entry)).records[0].url == "https://arxiv.org/abs/2401.00001"

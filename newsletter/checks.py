@@ -1,0 +1,42 @@
+"""Deployment checks (`manage.py check --deploy`) for the settings only this project has."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.http.request import validate_host
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+@register(Tags.security, deploy=True)
+def check_site_url(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """SITE_URL builds every link in every email (confirm, manage, List-Unsubscribe), far from any request."""
+    url = urlsplit(settings.SITE_URL)
+    if url.scheme != "https" or not url.hostname:
+        return [
+            Error(
+                f"SITE_URL is {settings.SITE_URL!r}; emails need the public https:// address of the site.",
+                hint="Set SITE_URL, e.g. SITE_URL=https://digest.example.org",
+                id="newsletter.E001",
+            )
+        ]
+    if url.hostname in LOCAL_HOSTS:
+        return [
+            Error(
+                f"SITE_URL points at this machine ({url.hostname}); links in emails would not reach it.",
+                hint="Set SITE_URL to the public address of the site.",
+                id="newsletter.E002",
+            )
+        ]
+    if not validate_host(url.hostname, settings.ALLOWED_HOSTS):
+        return [
+            Warning(
+                f"SITE_URL's host {url.hostname!r} is not in ALLOWED_HOSTS: links in emails would get 400.",
+                hint="Add it to ALLOWED_HOSTS.",
+                id="newsletter.W003",
+            )
+        ]
+    return []
