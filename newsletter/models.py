@@ -72,6 +72,9 @@ class Subscriber(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     # Start of the current unconfirmed sign-up; unconfirmed sign-ups expire after a week.
     pending_since = models.DateTimeField(null=True, blank=True)
+    # Preferences of a sign-up for an unsubscribed address, applied only when the address owner
+    # confirms it: until then the row, its preferences and its links stay as they were.
+    pending_preferences = models.JSONField(null=True, blank=True)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

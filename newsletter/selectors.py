@@ -205,6 +205,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             "topics": sorted(subscriber.topics.values_list("slug", flat=True)),
             **preferences_stored(subscriber),
         },
+        # A sign-up for this address waiting for its owner's confirmation (see subscriber_subscribe).
+        "pending_preferences": subscriber.pending_preferences,
         "next_send_at": _isoformat(subscriber.next_send_at),
         "last_digest_at": _isoformat(subscriber.last_digest_at),
         "deliveries": [

@@ -241,6 +241,8 @@ CONTENT_SECURITY_POLICY = {
 # Per-IP sign-up limit and per-address email limit (the form must not be an inbox-bombing tool).
 NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR = env.int("NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR", default=20)
 NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY = env.int("NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY", default=3)
+# "Send me a new link" has its own allowance, so sign-ups by someone else cannot use up the owner's.
+NEWSLETTER_LINK_EMAILS_PER_ADDRESS_PER_DAY = env.int("NEWSLETTER_LINK_EMAILS_PER_ADDRESS_PER_DAY", default=3)
 # Reverse proxies in front of the app that append to X-Forwarded-For (nginx, a load balancer): the
 # client address is the entry the outermost of them wrote (newsletter.client_address). 0 = no proxy,
 # use REMOTE_ADDR; a value higher than the real number lets clients choose their own address.

@@ -7,6 +7,7 @@ outcome is only returned for the task, tests and logs.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,9 +68,11 @@ def _apply_preferences(subscriber: Subscriber, preferences: Preferences) -> None
 
 
 def subscriber_subscribe(*, email: str, preferences: Preferences, now: datetime | None = None) -> Answer:
-    """Handle a sign-up. New, pending and unsubscribed addresses get a (fresh) confirmation email;
-    an active address gets a "manage your preferences" link and keeps its preferences (no one can
-    change another person's settings by typing their address). Never a duplicate row."""
+    """Handle a sign-up. New and pending addresses get a (fresh) confirmation email; an active address
+    gets a "manage your preferences" link and keeps its preferences; an unsubscribed one keeps its row
+    as it is (its owner's links keep working) and the new preferences wait aside until the owner
+    confirms. No one can change another person's settings by typing their address. Never a
+    duplicate row."""
     now = now or timezone.now()
     email = email_normalize(email)
     if email_is_suppressed(email):
@@ -77,7 +80,7 @@ def subscriber_subscribe(*, email: str, preferences: Preferences, now: datetime 
         return Answer(Outcome.SUPPRESSED)
     # Checked before the row is touched: a flood of sign-ups must not keep rewriting the preferences
     # (or the expiry) of a pending sign-up either.
-    if not _email_allowed(email):
+    if not _email_allowed(email, scope="address-signup-emails"):
         return Answer(Outcome.RATE_LIMITED)
     with transaction.atomic():
         subscriber = Subscriber.objects.select_for_update().filter(email=email).first()
@@ -85,6 +88,10 @@ def subscriber_subscribe(*, email: str, preferences: Preferences, now: datetime 
             subscriber = _subscriber_create(email=email, preferences=preferences, now=now)
         if subscriber.status == Subscriber.Status.ACTIVE:
             kind = EmailKind.ALREADY_SUBSCRIBED
+        elif subscriber.status == Subscriber.Status.UNSUBSCRIBED:
+            subscriber.pending_preferences = dataclasses.asdict(preferences)
+            subscriber.save(update_fields=["pending_preferences", "updated_at"])
+            kind = EmailKind.CONFIRM
         else:
             _apply_preferences(subscriber, preferences)
             subscriber.status = Subscriber.Status.PENDING
@@ -108,12 +115,20 @@ def _subscriber_create(*, email: str, preferences: Preferences, now: datetime) -
         return Subscriber.objects.select_for_update().get(email=email)
 
 
-def _email_allowed(email: str) -> bool:
-    """At most a few emails per address per day, so the form cannot be used to flood an inbox."""
+# Sign-ups and link requests have allowances of their own: a stranger who signs an address up
+# three times must not use up what its owner needs to get a new link.
+_EMAIL_ALLOWANCES = {
+    "address-signup-emails": "NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY",
+    "address-link-emails": "NEWSLETTER_LINK_EMAILS_PER_ADDRESS_PER_DAY",
+}
+
+
+def _email_allowed(email: str, *, scope: str) -> bool:
+    """At most a few emails per address in any 24 hours, so the forms cannot flood an inbox."""
     return not rate_limit_exceeded(
-        scope="address-emails",
+        scope=scope,
         key=email,
-        limit=settings.NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY,
+        limit=getattr(settings, _EMAIL_ALLOWANCES[scope]),
         window_seconds=24 * 3600,
     )
 
@@ -132,7 +147,7 @@ def subscriber_request_link(*, email: str, now: datetime | None = None) -> Answe
         return Answer(Outcome.UNKNOWN_ADDRESS)
     if email_is_suppressed(email):
         return Answer(Outcome.SUPPRESSED)
-    if not _email_allowed(email):
+    if not _email_allowed(email, scope="address-link-emails"):
         return Answer(Outcome.RATE_LIMITED)
     if subscriber.status == Subscriber.Status.PENDING:
         # A fresh confirmation restarts the confirmation window, or the sign-up could expire
@@ -145,12 +160,21 @@ def subscriber_request_link(*, email: str, now: datetime | None = None) -> Answe
 
 
 def subscriber_confirm(*, subscriber: Subscriber, now: datetime | None = None) -> bool:
-    """Activate a pending subscriber; False if it was not pending (already active, unsubscribed)."""
+    """Activate a pending subscriber, or a returning one with the preferences their sign-up left
+    aside; False if there is nothing to confirm (already active, unsubscribed without a sign-up)."""
     now = now or timezone.now()
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-        if locked.status != Subscriber.Status.PENDING:
+        if not _awaits_confirmation(locked):
             return False
+        if locked.pending_preferences is not None:
+            preferences = Preferences(
+                **{**locked.pending_preferences, "topic_ids": tuple(locked.pending_preferences["topic_ids"])}
+            )
+            _apply_preferences(locked, preferences)
+            locked.topics.set(preferences.topic_ids)
+            locked.pending_preferences = None
+            locked.unsubscribed_at = None
         locked.status = Subscriber.Status.ACTIVE
         locked.confirmed_at = now
         locked.pending_since = None
@@ -159,6 +183,12 @@ def subscriber_confirm(*, subscriber: Subscriber, now: datetime | None = None) -
         locked.save()
     subscriber.refresh_from_db()
     return True
+
+
+def _awaits_confirmation(subscriber: Subscriber) -> bool:
+    return subscriber.status == Subscriber.Status.PENDING or (
+        subscriber.status == Subscriber.Status.UNSUBSCRIBED and subscriber.pending_preferences is not None
+    )
 
 
 def subscriber_update_preferences(
@@ -201,17 +231,19 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
 
 
 def subscribers_expire_pending(*, now: datetime | None = None) -> int:
-    """Delete sign-ups never confirmed within the confirmation window."""
+    """Delete sign-ups never confirmed within the confirmation window. A row that was confirmed once
+    is never deleted here: it is its owner's (data export, erasure), whatever a later sign-up did."""
     now = now or timezone.now()
     deleted, _ = Subscriber.objects.filter(
-        status=Subscriber.Status.PENDING, pending_since__lt=now - settings.NEWSLETTER_CONFIRM_MAX_AGE
+        status=Subscriber.Status.PENDING,
+        pending_since__lt=now - settings.NEWSLETTER_CONFIRM_MAX_AGE,
+        confirmed_at__isnull=True,
     ).delete()
     return deleted
 
 
 # Who may receive each email: the state can change between queueing and sending.
 _EMAIL_FOR_STATUS = {
-    EmailKind.CONFIRM: {Subscriber.Status.PENDING},
     EmailKind.ALREADY_SUBSCRIBED: {Subscriber.Status.ACTIVE},
     EmailKind.MANAGE_LINK: {Subscriber.Status.ACTIVE, Subscriber.Status.UNSUBSCRIBED},
 }
@@ -222,7 +254,12 @@ def subscriber_email_send(*, subscriber_id: int, kind: EmailKind) -> bool:
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None or email_is_suppressed(subscriber.email):
         return False
-    if subscriber.status not in _EMAIL_FOR_STATUS[kind]:
+    wanted = (
+        _awaits_confirmation(subscriber)
+        if kind == EmailKind.CONFIRM
+        else subscriber.status in _EMAIL_FOR_STATUS[kind]
+    )
+    if not wanted:
         return False
     context = {
         "subscriber": subscriber,

@@ -1,4 +1,4 @@
-"""Fixed-window counters in the cache (newsletter.services.ratelimit), and the limits built on them."""
+"""Sliding-window counters in the cache (newsletter.services.ratelimit), and the limits built on them."""
 
 from __future__ import annotations
 
@@ -35,22 +35,40 @@ def test_keys_and_scopes_are_counted_separately() -> None:
         assert hit(scope="link-ip") is False
 
 
-def test_a_new_window_starts_from_zero() -> None:
+def test_a_burst_just_before_a_window_edge_still_counts_after_it() -> None:
+    """A fixed window would allow 2 x limit within two minutes around its edge."""
     with time_machine.travel(START + timedelta(minutes=59), tick=False):
-        for _ in range(4):
-            hit()
+        assert [hit() for _ in range(3)] == [False, False, False]
+    with time_machine.travel(START + timedelta(hours=1, minutes=1), tick=False):
         assert hit() is True
-    with time_machine.travel(START + timedelta(hours=1), tick=False):
+
+
+def test_the_previous_window_fades_as_time_passes() -> None:
+    with time_machine.travel(START, tick=False):
+        assert [hit() for _ in range(4)] == [False, False, False, True]
+    # Three quarters into the next window a quarter of the 3 counted events remain: 0.75 + 2 <= 3.
+    with time_machine.travel(START + timedelta(hours=1, minutes=45), tick=False):
+        assert [hit() for _ in range(3)] == [False, False, True]
+    with time_machine.travel(START + timedelta(hours=3), tick=False):
+        assert [hit() for _ in range(4)] == [False, False, False, True]
+
+
+def test_refused_events_are_not_counted() -> None:
+    with time_machine.travel(START, tick=False):
+        for _ in range(20):
+            hit()  # 3 let through, 17 refused
+    # Half of the previous window overlaps: 1.5 + 1 <= 3, which 20 counted events would not allow.
+    with time_machine.travel(START + timedelta(hours=1, minutes=30), tick=False):
         assert hit() is False
 
 
 def test_raw_keys_never_reach_the_cache() -> None:
     with time_machine.travel(START, tick=False):
-        hit(key="ada@example.org", scope="address-emails")
+        hit(key="ada@example.org", scope="address-signup-emails")
     keys = list(cache._cache.keys())  # LocMemCache in tests
     assert len(keys) == 1
     assert "ada@example.org" not in keys[0]
-    assert "address-emails" in keys[0]
+    assert "address-signup-emails" in keys[0]
 
 
 # --- the emails-per-address limit of the subscription service ----------------------------------
@@ -80,14 +98,29 @@ def test_at_most_n_emails_per_address_per_day(send_emails, mailoutbox, email_lim
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("frozen_clock")
-def test_email_limit_counts_every_kind_of_email(send_emails, mailoutbox, email_limit: int) -> None:
+def test_sign_ups_by_a_stranger_leave_the_owner_their_link_requests(
+    send_emails, mailoutbox, email_limit: int
+) -> None:
     SubscriberFactory(email="ada@example.org")
     with send_emails():
-        outcomes = [subscribe("ada@example.org"), request_link("ada@example.org")]
-        outcomes += [subscribe("ada@example.org") for _ in range(email_limit)]
+        stranger = [subscribe("ada@example.org") for _ in range(email_limit + 2)]
+        owner = request_link("ada@example.org")
 
-    assert outcomes.count(Outcome.RATE_LIMITED) == 2
-    assert len(mailoutbox) == email_limit
+    assert stranger.count(Outcome.RATE_LIMITED) == 2
+    assert owner == Outcome.MANAGE_LINK_SENT
+    assert len(mailoutbox) == email_limit + 1
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("frozen_clock")
+def test_link_requests_are_limited_too(send_emails, mailoutbox, settings) -> None:
+    settings.NEWSLETTER_LINK_EMAILS_PER_ADDRESS_PER_DAY = 2
+    SubscriberFactory(email="ada@example.org")
+    with send_emails():
+        outcomes = [request_link("ada@example.org") for _ in range(3)]
+
+    assert outcomes == [Outcome.MANAGE_LINK_SENT] * 2 + [Outcome.RATE_LIMITED]
+    assert len(mailoutbox) == 2
 
 
 @pytest.mark.django_db

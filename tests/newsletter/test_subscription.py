@@ -25,7 +25,7 @@ from newsletter.services.subscription import (
     subscriber_update_preferences,
     subscribers_expire_pending,
 )
-from newsletter.services.tokens import Purpose, token_subscriber
+from newsletter.services.tokens import Purpose, token_make, token_subscriber
 from newsletter.tasks import queue_answer_email
 from papers.models import Paper
 from tests.factories import DeliveryFactory, SubscriberFactory, TopicFactory
@@ -171,20 +171,61 @@ def test_subscribe_active_address_sends_manage_link_and_keeps_preferences(send_e
     assert linked_subscriber(message, "manage") == subscriber
 
 
-def test_subscribe_unsubscribed_address_needs_a_new_confirmation(send_emails, mailoutbox) -> None:
-    subscriber = SubscriberFactory(email="ada@example.org", status=Subscriber.Status.UNSUBSCRIBED)
+def test_a_sign_up_for_an_unsubscribed_address_changes_nothing_until_its_owner_confirms(
+    send_emails, mailoutbox
+) -> None:
+    owner = SubscriberFactory(
+        email="ada@example.org",
+        status=Subscriber.Status.UNSUBSCRIBED,
+        interests="owner's interests",
+        confirmed_at=NOW - timedelta(days=30),
+    )
+    owner_topic = TopicFactory(slug="owners")
+    owner.topics.set([owner_topic])
+    new_topic = TopicFactory(slug="strangers")
+    manage = token_make(subscriber=owner, purpose=Purpose.MANAGE)
+
     with send_emails():
-        outcome = subscribe("ada@example.org", interests="back again")
+        outcome = subscribe("ada@example.org", interests="someone else's", topic_ids=(new_topic.pk,))
 
     assert outcome == Outcome.CONFIRMATION_SENT
-    subscriber.refresh_from_db()
-    assert subscriber.status == Subscriber.Status.PENDING
-    assert subscriber.interests == "back again"
-    assert subscriber.next_send_at is None
+    owner.refresh_from_db()
+    # The row, its preferences and the owner's links are as they were.
+    assert (owner.status, owner.interests) == (Subscriber.Status.UNSUBSCRIBED, "owner's interests")
+    assert list(owner.topics.values_list("slug", flat=True)) == ["owners"]
+    assert token_subscriber(token=manage, purpose=Purpose.MANAGE) == owner
+    # ... and expiry never deletes it, however long the confirmation waits.
+    assert subscribers_expire_pending(now=NOW + timedelta(days=365)) == 0
+
+    # The address owner confirms: the preferences of that sign-up apply, and digests start again.
     token = link_token(mailoutbox[0], "confirm")
     assert subscriber_confirm(subscriber=token_subscriber(token=token, purpose=Purpose.CONFIRM), now=NOW)
-    subscriber.refresh_from_db()
-    assert subscriber.status == Subscriber.Status.ACTIVE
+    owner.refresh_from_db()
+    assert (owner.status, owner.interests) == (Subscriber.Status.ACTIVE, "someone else's")
+    assert list(owner.topics.values_list("slug", flat=True)) == ["strangers"]
+    assert owner.pending_preferences is None and owner.unsubscribed_at is None
+    assert owner.next_send_at is not None
+    # Confirming twice does nothing more.
+    assert subscriber_confirm(subscriber=owner, now=NOW) is False
+
+
+def test_an_unsubscribed_address_without_a_sign_up_has_nothing_to_confirm(mailoutbox) -> None:
+    gone = SubscriberFactory(status=Subscriber.Status.UNSUBSCRIBED)
+
+    assert subscriber_confirm(subscriber=gone, now=NOW) is False
+    assert subscriber_email_send(subscriber_id=gone.pk, kind=EmailKind.CONFIRM) is False
+    assert mailoutbox == []
+
+
+def test_a_once_confirmed_row_is_never_expired() -> None:
+    SubscriberFactory(
+        status=Subscriber.Status.PENDING,
+        pending_since=NOW - timedelta(days=30),
+        confirmed_at=NOW - timedelta(days=60),
+    )
+
+    assert subscribers_expire_pending(now=NOW) == 0
+    assert Subscriber.objects.count() == 1
 
 
 def test_email_kind_must_match_the_state_at_send_time(mailoutbox) -> None:

@@ -263,3 +263,51 @@ def test_a_token_for_one_purpose_does_not_open_another_page(client: Client) -> N
     assert client.get(f"/manage/{unsubscribe_token}/").status_code == 404
     assert client.get(f"/manage/{confirm_token}/export/").status_code == 404
     assert client.get(f"/unsubscribe/{confirm_token}/").status_code == 404
+
+
+def _post_work(client: Client, path: str, data: dict, django_capture_on_commit_callbacks) -> tuple:
+    """What a POST does inside the web request: its SQL statements and the tasks it queues."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    token = csrf_token(client.get(path))
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as queued:
+        response = client.post(path, {**data, "csrfmiddlewaretoken": token})
+    statements = [q["sql"].split(" WHERE ")[0] for q in queries.captured_queries]
+    return response.status_code, statements, len(queued)
+
+
+def test_sign_up_does_the_same_work_in_the_request_whatever_the_address(
+    client: Client, django_capture_on_commit_callbacks
+) -> None:
+    """No timing side channel: the request never looks the address up; one task decides in a worker."""
+    SubscriberFactory(email="active@example.org")
+    SubscriberFactory(email="pending@example.org", status=Subscriber.Status.PENDING)
+    SubscriberFactory(email="gone@example.org", status=Subscriber.Status.UNSUBSCRIBED)
+    Suppression.objects.create(email="bounced@example.org", reason=Suppression.Reason.HARD_BOUNCE)
+    addresses = ["new@example.org", "active@example.org", "pending@example.org", "gone@example.org"]
+
+    work = {
+        email: _post_work(client, "/subscribe/", signup_data(email), django_capture_on_commit_callbacks)
+        for email in [*addresses, "bounced@example.org"]
+    }
+
+    assert len(set(map(repr, work.values()))) == 1, work
+    status, statements, queued = work["new@example.org"]
+    assert (status, queued) == (302, 1)
+    assert not any("newsletter_subscriber" in sql or "newsletter_suppression" in sql for sql in statements)
+
+
+def test_link_requests_do_the_same_work_in_the_request_whatever_the_address(
+    client: Client, django_capture_on_commit_callbacks
+) -> None:
+    SubscriberFactory(email="active@example.org")
+    work = {
+        email: _post_work(
+            client, "/manage/", {"email": email, "website": ""}, django_capture_on_commit_callbacks
+        )
+        for email in ["unknown@example.org", "active@example.org"]
+    }
+
+    assert work["unknown@example.org"] == work["active@example.org"]
+    assert work["active@example.org"][0::2] == (302, 1)
