@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
-ensure_venv requirements.txt
+ensure_venv requirements-local.txt
 
 export DJANGO_SETTINGS_MODULE=config.settings.local
 export WEB_PORT=${WEB_PORT:-8000}
@@ -11,19 +11,13 @@ export SITE_URL=${SITE_URL:-http://127.0.0.1:$WEB_PORT}
 mkdir -p var
 .venv/bin/python scripts/port_free.py "$WEB_PORT"
 
+source scripts/services.sh
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379/0}
-if [ -z "${CELERY_BROKER_URL:-}" ] && ! .venv/bin/python scripts/redis_ping.py "$redis_url"; then
-  if command -v redis-server >/dev/null 2>&1 && [ "$redis_url" = "redis://127.0.0.1:6379/0" ]; then
-    echo "Redis is not running; starting a local one (nothing saved to disk)."
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
-    sleep 1
-  fi
-  if ! .venv/bin/python scripts/redis_ping.py "$redis_url"; then
-    echo "!! Redis is not reachable at $redis_url."
-    echo "!! Falling back to Celery's filesystem broker in var/broker/ (one machine only)."
-    echo "!! For production set REDIS_URL to a running Redis; see README, 'Running in production'."
-    export CELERY_BROKER_URL=filesystem://
-  fi
+if [ -z "${CELERY_BROKER_URL:-}" ] && ! ensure_redis "$redis_url"; then
+  echo "!! Redis is not reachable at $redis_url."
+  echo "!! Falling back to Celery's filesystem broker in var/broker/ (one machine only)."
+  echo "!! For production set REDIS_URL to a running Redis; see README, 'Running in production'."
+  export CELERY_BROKER_URL=filesystem://
 fi
 
 .venv/bin/python manage.py migrate --noinput -v0

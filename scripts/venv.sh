@@ -14,7 +14,8 @@ ensure_venv() {
   fi
   [ -x .venv/bin/python ] || "$python" -m venv .venv
   local stamp=.venv/.installed-$(basename "$requirements")
-  if [ ! -f "$stamp" ] || [ "$requirements" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ "$requirements" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ] \
+    || [ requirements-local.txt -nt "$stamp" ]; then
     echo "Installing $requirements into .venv ..."
     .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
     touch "$stamp"
