@@ -18,7 +18,8 @@ from django.db import connection, transaction
 from newsletter.models import Subscriber
 from papers.models import Paper, PaperTopic, Topic
 from papers.services.latex import latex_to_text
-from papers.services.parsers import parse_listing, title_key
+from papers.services.parsers import parse_listing
+from papers.services.records import title_key
 from papers.services.tagging import papers_tag, topic_model_build
 from papers.services.text import SAMPLE_DATA_DIR
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from newsletter.models import Delivery, Subscriber
 from papers.models import Paper, Topic
 from papers.services.latex import latex_to_text
-from papers.services.parsers import title_key
+from papers.services.records import title_key
 
 
 class TopicFactory(factory.django.DjangoModelFactory):

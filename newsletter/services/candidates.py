@@ -17,7 +17,7 @@ from scipy import sparse
 from sklearn.preprocessing import normalize
 
 from papers.selectors import CandidatePaper
-from papers.services.parsers import title_key
+from papers.services.records import title_key
 from papers.services.text import (
     N_FEATURES,
     PhraseSet,

@@ -38,7 +38,8 @@ from newsletter.services.feedback import feedback_record
 from newsletter.services.learning import reader_model_fit
 from papers.models import Paper
 from papers.services.ingest import papers_ingest_path
-from papers.services.parsers import PaperRecord, ParseError, parse, title_key
+from papers.services.parsers import parse
+from papers.services.records import PaperRecord, ParseError, title_key
 
 EVAL_LIMIT = 10
 RANDOM_SEED = 0

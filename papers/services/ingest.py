@@ -17,14 +17,8 @@ from django.utils import timezone
 
 from papers.models import Paper, Topic
 from papers.services.latex import latex_to_text
-from papers.services.parsers import (
-    SOURCE_ARXIV,
-    PaperRecord,
-    ParseError,
-    Rejection,
-    parse,
-    title_key,
-)
+from papers.services.parsers import parse
+from papers.services.records import SOURCE_ARXIV, PaperRecord, ParseError, Rejection, title_key
 from papers.services.tagging import TopicModel, papers_retag, topic_model_build
 
 logger = logging.getLogger(__name__)

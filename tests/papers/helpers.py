@@ -7,7 +7,8 @@ import json
 import re
 from pathlib import Path
 
-from papers.services.parsers import ParseError, ParseResult, parse, title_key
+from papers.services.parsers import parse
+from papers.services.records import ParseError, ParseResult, title_key
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "papers" / "sample_data"

@@ -15,7 +15,7 @@ from django.db import DatabaseError, IntegrityError
 from papers.models import Paper, PaperTopic, Topic
 from papers.services import ingest
 from papers.services.ingest import IngestReport, papers_ingest_bytes, papers_ingest_path
-from papers.services.parsers import title_key
+from papers.services.records import title_key
 from tests.factories import PaperFactory
 from tests.papers.helpers import ABSTRACT, ARXIV_ATOM, HF_JSON, listing_titles, naive_key, sample_counts
 

@@ -9,15 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from papers.services.parsers import (
+from papers.services.parsers import detect_format, parse
+from papers.services.records import (
     MAX_ABSTRACT_CHARS,
     MAX_TITLE_CHARS,
     SOURCE_ARXIV,
     SOURCE_HUGGINGFACE,
     SOURCE_LISTING,
     ParseError,
-    detect_format,
-    parse,
     title_key,
 )
 from tests.papers.helpers import (

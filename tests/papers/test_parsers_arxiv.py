@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from papers.services.parsers import SOURCE_ARXIV, ParseError, ParseResult, normalize_arxiv_id, parse
+from papers.services.parsers import parse
+from papers.services.records import SOURCE_ARXIV, ParseError, ParseResult, normalize_arxiv_id
 from tests.papers.helpers import ARXIV_ATOM, ARXIV_ERROR, atom, atom_entry
 
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from papers.services.parsers import SOURCE_HUGGINGFACE, ParseError, parse
+from papers.services.parsers import parse
+from papers.services.records import SOURCE_HUGGINGFACE, ParseError
 from tests.papers.helpers import ABSTRACT, HF_JSON, hf, hf_item, parse_outcome
 
 

@@ -12,7 +12,8 @@ import time_machine
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from papers.services.parsers import SOURCE_LISTING, ParseError, parse, title_key
+from papers.services.parsers import parse
+from papers.services.records import SOURCE_LISTING, ParseError, title_key
 from tests.papers.helpers import (
     ABSTRACT,
     SAMPLE_DATA,

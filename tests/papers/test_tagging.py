@@ -11,7 +11,8 @@ from django.apps import apps as django_apps
 
 from papers.models import Feed, PaperTopic, Topic
 from papers.services import text
-from papers.services.parsers import PaperRecord, parse
+from papers.services.parsers import parse
+from papers.services.records import PaperRecord
 from papers.services.tagging import MAX_TOPICS_PER_PAPER, TopicModel, papers_tag, topic_model_build
 from tests.papers.helpers import ARXIV_ATOM, HF_JSON
 
