@@ -190,12 +190,8 @@ def interests_preview(
 
 def feedback_given(*, subscriber: Subscriber) -> list[Feedback]:
     """The reader's "More like this" / "Not for me" marks with their papers, latest first."""
-    return list(
-        Feedback.objects.filter(subscriber=subscriber)
-        .select_related("paper")
-        .only("paper_id", "choice", "updated_at", "paper__title", "paper__url")
-        .order_by("-updated_at", "-id")
-    )
+    marks = Feedback.objects.filter(subscriber=subscriber).select_related("paper")
+    return list(marks.order_by("-updated_at", "-id"))
 
 
 def feedback_choice(*, subscriber: Subscriber, paper_id: int) -> str | None:
@@ -210,9 +206,8 @@ def _isoformat(value: datetime | None) -> str | None:
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything stored about a subscriber, for the "download my data" button.
 
-    Keep in step with the Subscriber, Delivery, DeliveryItem, Feedback, Suppression and EmailEvent
-    fields (except token_key, the secret behind the links, which is not personal data, and the
-    fitted ReaderModel, which is derived from the feedback listed here).
+    Keep in step with the Subscriber, Delivery, DeliveryItem, Feedback, Suppression and EmailEvent fields
+    (except token_key, the secret behind the links, and ReaderModel, fitted from the feedback listed).
     """
     deliveries = (
         Delivery.objects.filter(subscriber=subscriber).prefetch_related("items__paper").order_by("created_at")
