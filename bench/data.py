@@ -173,6 +173,11 @@ def feedback_create(*, rng: random.Random, now: datetime) -> float:
     return time.perf_counter() - started
 
 
+def feedback_clear() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE newsletter_feedback, newsletter_readermodel")
+
+
 def bench_data_create(*, subscribers: int, papers: int, seed: int, now: datetime) -> DataTimings:
     rng = random.Random(seed)
     bench_tables_reset()

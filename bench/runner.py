@@ -33,7 +33,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bench.cpu import ServerCpu, process_cpu, self_cpu, thread_cpu
-from bench.data import bench_data_create, deliveries_reset, feedback_create
+from bench.data import bench_data_create, deliveries_reset, feedback_clear, feedback_create
 from bench.naive import naive_run
 from config.celery import app
 from newsletter.models import Delivery, Subscriber
@@ -408,22 +408,21 @@ def bench_run(
                 f"subscribers {timings.subscribers_seconds:.1f}s"
             )
             for name, smtp in (("build", None), ("deliver", sink)):
-                _pipeline_phase(
-                    report, name=name, workers=workers, size=size, papers=papers, smtp=smtp, log=log
-                )
-            if scale_out_at == size and workers != 1:
-                phase = celery_phase(name="deliver", workers=1, subscribers=size, papers=papers, smtp=sink)
-                report.phases.append(phase)
-                log(f"   deliver  1 worker : {phase.per_second:>8.1f} digests/s")
-            # The same list again, now with 30% of the readers having rated 20 papers and a fitted
-            # model: the cost of learning, measured in the same run as the figures above.
+                _pipeline_phase(report, name=name, workers=workers, size=size, papers=papers, smtp=smtp)
+                log(_phase_line(report.phases[-1]))
+            # The same list again, right after, now with 30% of the readers having rated 20 papers
+            # and a fitted model: the cost of learning, measured in the same run as the figures above.
             seconds = feedback_create(rng=random.Random(seed), now=timezone.now())
             report.data[-1]["feedback_seconds"] = seconds
             log(f"   feedback: marks and fitted models in {seconds:.1f}s")
             for name, smtp in (("build-fb", None), ("deliver-fb", sink)):
-                _pipeline_phase(
-                    report, name=name, workers=workers, size=size, papers=papers, smtp=smtp, log=log
-                )
+                _pipeline_phase(report, name=name, workers=workers, size=size, papers=papers, smtp=smtp)
+                log(_phase_line(report.phases[-1]))
+            feedback_clear()  # the phases below compare with the earlier figures, without feedback
+            if scale_out_at == size and workers != 1:
+                phase = celery_phase(name="deliver", workers=1, subscribers=size, papers=papers, smtp=sink)
+                report.phases.append(phase)
+                log(f"   deliver  1 worker : {phase.per_second:>8.1f} digests/s")
             if naive_sample:
                 phase = naive_phase(
                     subscribers=size, papers=papers, sample=min(naive_sample, size), smtp=sink
