@@ -3,6 +3,8 @@
 Papers are variants of the 281 real sample papers (sentences of each abstract reordered, one sentence
 borrowed from another paper), so the text statistics are real ones. Subscribers get 0-3 topics,
 interests taken from real paper titles and keyword lists, varied time zones, hours and sizes.
+`feedback_create` then gives a share of them "More like this" / "Not for me" marks and fits their
+models with the production fit (newsletter.services.learning), for the with-feedback phases.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 
-from newsletter.models import Subscriber
+from newsletter.models import Feedback, Subscriber
+from newsletter.services.learning import reader_model_fit
 from papers.models import Paper, PaperTopic, Topic
 from papers.services.latex import latex_to_text
 from papers.services.parsers import parse_listing
@@ -147,6 +150,33 @@ def subscribers_create(*, count: int, rng: random.Random, now: datetime) -> floa
         batch_size=10_000,
     )
     return time.perf_counter() - started
+
+
+FEEDBACK_SHARE = 0.3  # of the subscribers (issue 9: 30%, 20 marks each)
+FEEDBACK_PER_READER = 20
+
+
+def feedback_create(*, rng: random.Random, now: datetime) -> float:
+    """Give FEEDBACK_SHARE of the subscribers FEEDBACK_PER_READER marks each (half liked, half
+    dismissed, on papers of the last day, as from recent digests) and fit their models; seconds taken."""
+    started = time.perf_counter()
+    subscriber_ids = list(Subscriber.objects.order_by("id").values_list("id", flat=True))
+    readers = rng.sample(subscriber_ids, round(len(subscriber_ids) * FEEDBACK_SHARE))
+    papers = list(Paper.objects.filter(ingested_at__gt=now - timedelta(days=1)).values_list("id", flat=True))
+    marks = []
+    for reader in readers:
+        for number, paper_id in enumerate(rng.sample(papers, FEEDBACK_PER_READER)):
+            choice = Feedback.Choice.MORE if number % 2 == 0 else Feedback.Choice.LESS
+            marks.append(Feedback(subscriber_id=reader, paper_id=paper_id, choice=choice))
+    Feedback.objects.bulk_create(marks, batch_size=10_000)
+    for reader in readers:
+        reader_model_fit(subscriber_id=reader)
+    return time.perf_counter() - started
+
+
+def feedback_clear() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE newsletter_feedback, newsletter_readermodel")
 
 
 def bench_data_create(*, subscribers: int, papers: int, seed: int, now: datetime) -> DataTimings:

@@ -11,6 +11,7 @@ from bench.runner import Report
 TARGET_PER_SECOND = 500
 TARGET_RATIO = 10
 TARGET_RSS_MB = 300
+TARGET_FEEDBACK_DROP = 0.10  # issue 9: learning may cost at most 10% of build+deliver throughput
 
 
 def report_json(report: Report) -> str:
@@ -26,19 +27,19 @@ def report_table(report: Report) -> str:
         f"PostgreSQL {report.machine['postgresql']}, {report.machine['platform']}",
         f"SMTP server: {report.machine.get('smtp_sink', '?')} on the same machine",
         "",
-        f"{'phase':<9}{'subscribers':>12}{'papers':>8}{'workers':>8}{'digests/s':>11}{'p50 ms':>9}"
+        f"{'phase':<11}{'subscribers':>12}{'papers':>8}{'workers':>8}{'digests/s':>11}{'p50 ms':>9}"
         f"{'p95 ms':>9}{'peak RSS MB':>13}{'queries/chunk':>15}{'emails':>9}",
     ]
     for p in report.phases:
         queries = f"{p.queries_per_chunk:.0f} / {p.chunk_size}" if p.queries_per_chunk is not None else "-"
         lines.append(
-            f"{p.name:<9}{p.subscribers:>12,}{p.papers:>8,}{p.workers:>8}{p.per_second:>11,.1f}{p.p50_ms:>9.2f}"
+            f"{p.name:<11}{p.subscribers:>12,}{p.papers:>8,}{p.workers:>8}{p.per_second:>11,.1f}{p.p50_ms:>9.2f}"
             f"{p.p95_ms:>9.2f}{p.peak_rss_mb:>13.1f}{queries:>15}{p.emails:>9,}"
         )
     lines += [
         "",
         "CPU milliseconds per digest, by part of the system (all share the same cores)",
-        f"{'phase':<9}{'subscribers':>12}{'workers':>8}{'worker code':>13}{'postgres':>10}{'redis':>8}"
+        f"{'phase':<11}{'subscribers':>12}{'workers':>8}{'worker code':>13}{'postgres':>10}{'redis':>8}"
         f"{'smtp sink':>11}{'total':>8}{'cores busy':>12}",
     ]
     for p in report.phases:
@@ -47,7 +48,7 @@ def report_table(report: Report) -> str:
         cpu = p.cpu_ms
         busy = cpu["total"] * p.per_second / 1000
         lines.append(
-            f"{p.name:<9}{p.subscribers:>12,}{p.workers:>8}{cpu['workers']:>13.2f}{cpu['postgres']:>10.2f}"
+            f"{p.name:<11}{p.subscribers:>12,}{p.workers:>8}{cpu['workers']:>13.2f}{cpu['postgres']:>10.2f}"
             f"{cpu['redis']:>8.2f}{cpu['smtp_sink']:>11.2f}{cpu['total']:>8.2f}{busy:>12.2f}"
         )
     lines.append("")
@@ -56,6 +57,11 @@ def report_table(report: Report) -> str:
             f"data {data['subscribers']:,} subscribers / {data['papers']:,} papers: "
             f"insert {data['papers_seconds']:.1f}s, topic tagging {data['tagging_seconds']:.1f}s, "
             f"subscribers {data['subscribers_seconds']:.1f}s"
+            + (
+                f", feedback marks + model fits {data['feedback_seconds']:.1f}s"
+                if "feedback_seconds" in data
+                else ""
+            )
         )
     lines += ["", *verdicts(report)]
     return "\n".join(lines)
@@ -88,6 +94,15 @@ def verdicts(report: Report) -> list[str]:
                 if naive:
                     per_process = single.per_second / naive.per_second
                     out.append(f"{size:,}: per process, 1 worker / naive = {per_process:.0f}x")
+        learned = next((p for (n, w), p in at.items() if n == "deliver-fb" and w > 1), None)
+        if deliver and learned:
+            drop = 1 - learned.per_second / deliver.per_second
+            ok = "ok" if drop <= TARGET_FEEDBACK_DROP else "MISSED"
+            out.append(
+                f"{size:,}: with feedback (30% of readers, 20 marks each) {learned.per_second:,.0f}/s, "
+                f"{drop:+.1%} drop against {deliver.per_second:,.0f}/s without "
+                f"(target at most {TARGET_FEEDBACK_DROP:.0%}: {ok})"
+            )
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import re
 import resource
 import shutil
@@ -32,7 +33,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bench.cpu import ServerCpu, process_cpu, self_cpu, thread_cpu
-from bench.data import bench_data_create, deliveries_reset
+from bench.data import bench_data_create, deliveries_reset, feedback_clear, feedback_create
 from bench.naive import naive_run
 from config.celery import app
 from newsletter.models import Delivery, Subscriber
@@ -356,6 +357,33 @@ def machine_info() -> dict:
     }
 
 
+def _pipeline_phase(
+    report: Report,
+    *,
+    name: str,
+    workers: int,
+    size: int,
+    papers: int,
+    smtp: AiosmtpdSink | PostfixSink | None,
+) -> None:
+    """One build or deliver phase into the report; a deliver phase must reach the SMTP server once
+    per SENT delivery."""
+    before = smtp.count if smtp else 0
+    phase = celery_phase(name=name, workers=workers, subscribers=size, papers=papers, smtp=smtp)
+    if smtp:
+        received = smtp.count - before
+        if received != phase.emails:
+            raise RuntimeError(f"SMTP sink received {received} emails for {phase.emails} SENT deliveries")
+    report.phases.append(phase)
+
+
+def _phase_line(phase: Phase) -> str:
+    return (
+        f"   {phase.name:<10} {phase.workers} workers: {phase.per_second:>8.1f} digests/s, "
+        f"p50 {phase.p50_ms} ms, p95 {phase.p95_ms} ms, rss {phase.peak_rss_mb} MB"
+    )
+
+
 def bench_run(
     *,
     sizes: list[int],
@@ -380,19 +408,17 @@ def bench_run(
                 f"subscribers {timings.subscribers_seconds:.1f}s"
             )
             for name, smtp in (("build", None), ("deliver", sink)):
-                before = sink.count
-                phase = celery_phase(name=name, workers=workers, subscribers=size, papers=papers, smtp=smtp)
-                if smtp:
-                    received = sink.count - before
-                    if received != phase.emails:
-                        raise RuntimeError(
-                            f"SMTP sink received {received} emails for {phase.emails} SENT deliveries"
-                        )
-                report.phases.append(phase)
-                log(
-                    f"   {name:<8} {workers} workers: {phase.per_second:>8.1f} digests/s, "
-                    f"p50 {phase.p50_ms} ms, p95 {phase.p95_ms} ms, rss {phase.peak_rss_mb} MB"
-                )
+                _pipeline_phase(report, name=name, workers=workers, size=size, papers=papers, smtp=smtp)
+                log(_phase_line(report.phases[-1]))
+            # The same list again, right after, now with 30% of the readers having rated 20 papers
+            # and a fitted model: the cost of learning, measured in the same run as the figures above.
+            seconds = feedback_create(rng=random.Random(seed), now=timezone.now())
+            report.data[-1]["feedback_seconds"] = seconds
+            log(f"   feedback: marks and fitted models in {seconds:.1f}s")
+            for name, smtp in (("build-fb", None), ("deliver-fb", sink)):
+                _pipeline_phase(report, name=name, workers=workers, size=size, papers=papers, smtp=smtp)
+                log(_phase_line(report.phases[-1]))
+            feedback_clear()  # the phases below compare with the earlier figures, without feedback
             if scale_out_at == size and workers != 1:
                 phase = celery_phase(name="deliver", workers=1, subscribers=size, papers=papers, smtp=sink)
                 report.phases.append(phase)

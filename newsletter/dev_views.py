@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from csp.decorators import csp_replace
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
@@ -60,6 +62,10 @@ def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
     )
 
 
+_LINKS_IN_NEW_TAB = '<base target="_blank">'
+_HEAD = re.compile(r"<head(\s[^>]*)?>", re.IGNORECASE)
+
+
 # The email's own HTML, framed by the message page: inline styles allowed, scripts and forms not.
 @xframe_options_sameorigin
 @csp_replace(
@@ -68,8 +74,9 @@ def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
         "style-src": ["'unsafe-inline'"],
         "img-src": ["*", "data:"],
         "frame-ancestors": ["'self'"],
-        # Scripts stay off; same-origin only lets the message page measure the height (outbox.js).
-        "sandbox": ["allow-same-origin"],
+        # Scripts stay off; same-origin only lets the message page measure the height (outbox.js);
+        # links open our pages in a new, unsandboxed tab, as a webmail does.
+        "sandbox": ["allow-same-origin", "allow-popups", "allow-popups-to-escape-sandbox"],
     }
 )
 def outbox_html(request: HttpRequest, name: str) -> HttpResponse:
@@ -78,7 +85,11 @@ def outbox_html(request: HttpRequest, name: str) -> HttpResponse:
     html = _parts(message)[1] if message is not None else None
     if html is None:
         raise Http404("No HTML part.")
-    return HttpResponse(html)
+    # Links open in a new tab, as in a webmail: inside the sandboxed frame a page could not post its
+    # forms (confirm, "More like this"). The <base> goes inside <head>: before the doctype it would
+    # put the page in quirks mode. The stored email is unchanged.
+    with_base, found = _HEAD.subn(lambda m: m.group(0) + _LINKS_IN_NEW_TAB, html, count=1)
+    return HttpResponse(with_base if found else _LINKS_IN_NEW_TAB + html)
 
 
 def outbox_raw(request: HttpRequest, name: str) -> HttpResponse:

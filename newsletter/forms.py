@@ -34,6 +34,13 @@ class PreferencesForm(forms.Form):
         label="Never show papers mentioning",
         help_text="Comma-separated words or phrases.",
     )
+    followed_authors = forms.CharField(
+        required=False,
+        max_length=1000,
+        label="Authors you follow",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Names separated by commas or lines: their new papers are always in your digest.",
+    )
     frequency = forms.ChoiceField(choices=Subscriber.Frequency.choices, initial=Subscriber.Frequency.DAILY)
     weekday = forms.TypedChoiceField(
         choices=Subscriber.Weekday.choices, coerce=int, initial=0, label="Day (weekly digests)"
@@ -58,6 +65,7 @@ class PreferencesForm(forms.Form):
             topic_ids=tuple(sorted(t.pk for t in data["topics"])),
             interests=data["interests"].strip(),
             excluded_keywords=data["excluded_keywords"].strip(),
+            followed_authors=data["followed_authors"].strip(),
             frequency=data["frequency"],
             weekday=data["weekday"],
             send_hour=data["send_hour"],

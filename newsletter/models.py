@@ -51,6 +51,9 @@ class Subscriber(models.Model):
     topics = models.ManyToManyField(Topic, blank=True, related_name="subscribers")
     interests = models.TextField(max_length=1000, blank=True)
     excluded_keywords = models.CharField(max_length=500, blank=True)
+    # Comma- or line-separated author names; their papers are always in the digest (matched by
+    # papers.services.parsers.author_key, so "Łukasz Kaiser" follows "lukasz kaiser").
+    followed_authors = models.TextField(max_length=1000, blank=True)
     frequency = models.CharField(max_length=8, choices=Frequency.choices, default=Frequency.DAILY)
     weekday = models.PositiveSmallIntegerField(choices=Weekday.choices, default=Weekday.MONDAY)
     send_hour = models.PositiveSmallIntegerField(default=8)
@@ -135,6 +138,8 @@ class Delivery(models.Model):
     period = models.CharField(max_length=16)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.DIGEST)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    # The subscriber's first digest (since confirming): it says so instead of "since your last digest".
+    first = models.BooleanField(default=False)
     scheduled_for = models.DateTimeField()
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()

@@ -19,7 +19,15 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 
-from newsletter.models import Delivery, DeliveryItem, EmailEvent, ReaderModel, Subscriber, Suppression
+from newsletter.models import (
+    Delivery,
+    DeliveryItem,
+    EmailEvent,
+    Feedback,
+    ReaderModel,
+    Subscriber,
+    Suppression,
+)
 from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, title_keys
 from newsletter.services.ranking import rank
 from newsletter.services.schedule import window_start
@@ -34,6 +42,7 @@ class Preferences:
     topic_ids: tuple[int, ...] = ()
     interests: str = ""
     excluded_keywords: str = ""
+    followed_authors: str = ""
     frequency: str = Subscriber.Frequency.DAILY
     weekday: int = 0
     send_hour: int = 8
@@ -100,6 +109,7 @@ def profiles_build(*, subscribers: Sequence[Subscriber], since: Sequence[datetim
             excluded_keywords=subscriber.excluded_keywords,
             limit=subscriber.papers_per_digest,
             since=start,
+            followed_authors=subscriber.followed_authors,
         )
         for subscriber, start in zip(subscribers, since, strict=True)
     ]
@@ -178,6 +188,17 @@ def interests_preview(
     return rank(profiles=[profile], pool=pool, already_sent=set())[0]
 
 
+def feedback_given(*, subscriber: Subscriber) -> list[Feedback]:
+    """The reader's "More like this" / "Not for me" marks with their papers, latest first."""
+    marks = Feedback.objects.filter(subscriber=subscriber).select_related("paper")
+    return list(marks.order_by("-updated_at", "-id"))
+
+
+def feedback_choice(*, subscriber: Subscriber, paper_id: int) -> str | None:
+    marks = Feedback.objects.filter(subscriber=subscriber, paper_id=paper_id)
+    return marks.values_list("choice", flat=True).first()
+
+
 def _isoformat(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -185,8 +206,8 @@ def _isoformat(value: datetime | None) -> str | None:
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything stored about a subscriber, for the "download my data" button.
 
-    Keep in step with the Subscriber, Delivery, DeliveryItem, Suppression and EmailEvent fields
-    (except token_key, the secret behind the links, which is not personal data).
+    Keep in step with the Subscriber, Delivery, DeliveryItem, Feedback, Suppression and EmailEvent fields
+    (except token_key, the secret behind the links, and ReaderModel, fitted from the feedback listed).
     """
     deliveries = (
         Delivery.objects.filter(subscriber=subscriber).prefetch_related("items__paper").order_by("created_at")
@@ -223,6 +244,15 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 ],
             }
             for d in deliveries
+        ],
+        "feedback": [
+            {
+                "title": f.paper.title,
+                "url": f.paper.url,
+                "choice": f.choice,
+                "updated_at": f.updated_at.isoformat(),
+            }
+            for f in feedback_given(subscriber=subscriber)
         ],
         "suppression": (
             {

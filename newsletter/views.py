@@ -19,25 +19,34 @@ from django.views.decorators.http import require_http_methods
 
 from newsletter.client_address import client_address
 from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
-from newsletter.models import Subscriber
-from newsletter.selectors import digest_preview, subscriber_export
+from newsletter.models import Feedback, Subscriber
+from newsletter.selectors import digest_preview, feedback_choice, feedback_given, subscriber_export
+from newsletter.services.feedback import feedback_record, feedback_remove
 from newsletter.services.ratelimit import rate_limit_exceeded
-from newsletter.services.render import digest_web_context
+from newsletter.services.render import PaperRowCache, digest_web_context, paper_card, paper_url
 from newsletter.services.subscription import (
     subscriber_confirm,
     subscriber_delete,
+    subscriber_resubscribe,
     subscriber_unsubscribe,
     subscriber_update_preferences,
 )
-from newsletter.services.tokens import Purpose, token_delivery, token_make, token_subscriber
-from newsletter.tasks import handle_link_request, handle_signup
+from newsletter.services.tokens import (
+    Purpose,
+    feedback_token_load,
+    token_delivery,
+    token_make,
+    token_subscriber,
+)
+from newsletter.tasks import fit_reader_model, handle_link_request, handle_signup
+from papers.selectors import papers_by_ids
 
 
-def _too_many(request: HttpRequest, scope: str) -> bool:
+def _too_many(request: HttpRequest, scope: str, limit: int | None = None) -> bool:
     return rate_limit_exceeded(
         scope=scope,
         key=client_address(request),
-        limit=settings.NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR,
+        limit=limit or settings.NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR,
         window_seconds=3600,
     )
 
@@ -118,6 +127,12 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
     subscriber = _manage_subscriber(token)
     if subscriber is None:
         return invalid_link(request)
+    if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
+        # Nothing to edit while nothing is sent: one "Subscribe again" button, and the data links.
+        if request.method == "POST":
+            return redirect("newsletter:manage", token=token)
+        context = {"subscriber": subscriber, "token": token}
+        return render(request, "newsletter/manage_unsubscribed.html", context)
     if request.method == "POST":
         form = PreferencesForm(request.POST)
         if form.is_valid():
@@ -136,10 +151,38 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
         "subscriber": subscriber,
         "token": token,
         "next_local": next_local,
-        "preview": digest_preview(subscriber=subscriber, now=timezone.now()),
+        "preview": PaperRowCache().rows(
+            digest_preview(subscriber=subscriber, now=timezone.now()), subscriber=subscriber
+        ),
+        "feedback": [(mark, paper_url(mark.paper)) for mark in feedback_given(subscriber=subscriber)],
         "unsubscribe_token": token_make(subscriber=subscriber, purpose=Purpose.UNSUBSCRIBE),
     }
     return render(request, "newsletter/manage.html", context)
+
+
+@never_cache
+@require_http_methods(["POST"])
+def resubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    subscriber = _manage_subscriber(token)
+    if subscriber is None:
+        return invalid_link(request)
+    if subscriber_resubscribe(subscriber=subscriber):
+        messages.success(request, "Welcome back: you are subscribed again, with your stored preferences.")
+    return redirect("newsletter:manage", token=token)
+
+
+@never_cache
+@require_http_methods(["POST"])
+def feedback_forget(request: HttpRequest, token: str) -> HttpResponse:
+    """The manage page's "remove" next to a liked or dismissed paper."""
+    subscriber = _manage_subscriber(token)
+    if subscriber is None:
+        return invalid_link(request)
+    paper_id = request.POST.get("paper", "")
+    if paper_id.isdigit() and feedback_remove(subscriber=subscriber, paper_id=int(paper_id)):
+        fit_reader_model.delay_on_commit(subscriber.pk)
+        messages.success(request, "Removed. Your next digests no longer learn from that paper.")
+    return redirect("newsletter:manage", token=token)
 
 
 @never_cache
@@ -210,3 +253,45 @@ def digest_view(request: HttpRequest, token: str) -> HttpResponse:
     if delivery is None:
         return invalid_link(request)
     return render(request, "newsletter/digest.html", digest_web_context(delivery=delivery))
+
+
+FEEDBACK_SAVED = {
+    Feedback.Choice.MORE: "Saved: your digests will bring more papers like this one.",
+    Feedback.Choice.LESS: "Saved: your digests will bring fewer papers like this one.",
+}
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def feedback(request: HttpRequest, token: str, choice: str) -> HttpResponse:
+    """ "More like this" / "Not for me" from a digest. GET only shows the paper and one button (mail
+    scanners open every link); POST records the choice, or with `undo` forgets it."""
+    loaded = feedback_token_load(token=token)
+    if loaded is None or choice not in Feedback.Choice.values:
+        return invalid_link(request)
+    subscriber, paper_id = loaded
+    papers = papers_by_ids(ids=[paper_id])
+    if not papers:
+        return invalid_link(request)
+    if request.method == "POST":
+        # Each mark queues a model fit: one address may not flood the workers.
+        if _too_many(request, "feedback-ip", settings.NEWSLETTER_FEEDBACK_PER_IP_PER_HOUR):
+            return _rate_limited(request)
+        if request.POST.get("undo"):
+            feedback_remove(subscriber=subscriber, paper_id=paper_id)
+            messages.success(request, "Undone: this paper no longer counts.")
+        else:
+            feedback_record(subscriber=subscriber, paper_id=paper_id, choice=choice)
+            messages.success(request, FEEDBACK_SAVED[choice])
+        fit_reader_model.delay_on_commit(subscriber.pk)
+        return redirect("newsletter:feedback", token=token, choice=choice)
+    context = {
+        "item": paper_card(paper=papers[0]),
+        "choice": choice,
+        "choice_label": Feedback.Choice(choice).label,
+        "current": feedback_choice(subscriber=subscriber, paper_id=paper_id),
+        "manage_url": reverse(
+            "newsletter:manage", args=[token_make(subscriber=subscriber, purpose=Purpose.MANAGE)]
+        ),
+    }
+    return render(request, "newsletter/feedback.html", context)

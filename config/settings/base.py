@@ -243,6 +243,9 @@ NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR = env.int("NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR
 NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY = env.int("NEWSLETTER_EMAILS_PER_ADDRESS_PER_DAY", default=3)
 # "Send me a new link" has its own allowance, so sign-ups by someone else cannot use up the owner's.
 NEWSLETTER_LINK_EMAILS_PER_ADDRESS_PER_DAY = env.int("NEWSLETTER_LINK_EMAILS_PER_ADDRESS_PER_DAY", default=3)
+# "More like this" / "Not for me" posts per client address: each queues a model fit. A reader marks
+# at most a digest's worth at a sitting; a household or office shares an address.
+NEWSLETTER_FEEDBACK_PER_IP_PER_HOUR = env.int("NEWSLETTER_FEEDBACK_PER_IP_PER_HOUR", default=120)
 # Reverse proxies in front of the app that append to X-Forwarded-For (nginx, a load balancer): the
 # client address is the entry the outermost of them wrote (newsletter.client_address). 0 = no proxy,
 # use REMOTE_ADDR; a value higher than the real number lets clients choose their own address.

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import math
 import re
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
 from sklearn.preprocessing import normalize
 
 from papers.selectors import CandidatePaper
-from papers.services.records import title_key
+from papers.services.records import author_key, title_key
 from papers.services.text import (
     N_FEATURES,
     PhraseSet,
@@ -37,7 +38,7 @@ RECENCY_DAYS = 14.0
 MAX_PHRASE_WORDS = 4
 TITLE_MIN_WORDS = 3  # an interest part this long may be a paper's title
 
-_PHRASE_SPLIT = re.compile(r"[,;\n]+")
+_PHRASE_SPLIT = re.compile(r"[,;\n]+")  # also splits the followed authors
 _TITLE_SPLIT = re.compile(r"[;\n]+")
 
 
@@ -63,6 +64,12 @@ class Profile:
     since: datetime  # papers ingested after this instant are in the window
     anchors: tuple[CandidatePaper, ...] = ()  # papers the interests name by title (`title_keys`)
     taste: Taste | None = None
+    followed_authors: str = ""
+
+    @property
+    def followed(self) -> frozenset[str]:
+        """The author keys (papers.services.parsers.author_key) of the authors they follow."""
+        return frozenset(k for k in map(author_key, _PHRASE_SPLIT.split(self.followed_authors)) if k)
 
     @property
     def phrases(self) -> list[str]:
@@ -202,6 +209,15 @@ class CandidatePool:
 
     def __len__(self) -> int:
         return len(self.papers)
+
+    @cached_property
+    def by_author(self) -> dict[str, list[int]]:
+        """The pool's papers (column numbers) by author key; built only when a reader follows someone."""
+        columns: dict[str, list[int]] = defaultdict(list)
+        for column, paper in enumerate(self.papers):
+            for name in paper.authors:
+                columns[author_key(name)].append(column)
+        return dict(columns)
 
     def has_token(self, index: int, token: str) -> bool:
         return self.features[index].has(token)

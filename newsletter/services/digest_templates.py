@@ -35,7 +35,7 @@ _ITEM_LISTS = {
     "topics": "topics_line",
     "code": "code_urls",
 }
-_ITEM_SCALARS = ("title", "url", "abstract", "number")
+_ITEM_SCALARS = ("title", "url", "abstract", "date", "number", "more_url", "less_url")
 DIGEST_SCALARS = (
     "intro", "count_label", "period_label", "email", "frequency_label", "manage_url",
     "unsubscribe_url", "web_url", "site_url",
@@ -62,7 +62,11 @@ class PaperRow:
     reasons: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     code_urls: list[str] = field(default_factory=list)  # zero or one link
+    date: str = ""  # "21 November 2026": published, else ingested
     number: str = ""  # position in the digest, "1", "2", ...
+    # The reader's own "More like this" / "Not for me" links (newsletter.services.tokens.feedback_link).
+    more_url: str = ""
+    less_url: str = ""
     topics_line: list[str] | None = None  # zero or one line: the topics joined, for the text part
 
     def __post_init__(self) -> None:
@@ -73,8 +77,10 @@ class PaperRow:
 _MARKED = re.compile(r"<!--(\w+)-->((?:(?!<!--).)*?)<!--/\1-->", re.S)  # innermost first
 _TOKEN = re.compile(r"(__pd(?:ph|slot)_[a-z_]+?__)")
 
-# What a paper's HTML depends on besides the paper itself: its position and why it was picked.
-_PER_DIGEST = frozenset({_placeholder("number"), _slot("reason")})
+# What a paper's HTML depends on besides the paper itself: its position, why it was picked, and the
+# reader's feedback links. Everything else of a paper is filled once per process.
+_PER_DIGEST_SCALARS = ("number", "more_url", "less_url")
+_PER_DIGEST = frozenset({*map(_placeholder, _PER_DIGEST_SCALARS), _slot("reason")})
 # Papers whose per-paper parts are kept filled in; a worker's chunks share most papers.
 _PAPER_CACHE_SIZE = 4096
 
@@ -114,10 +120,7 @@ class Segments:
 class CompiledTemplate:
     def __init__(self, template_name: str, *, html: bool) -> None:
         sample = PaperRow(
-            title=_placeholder("title"),
-            url=_placeholder("url"),
-            abstract=_placeholder("abstract"),
-            number=_placeholder("number"),
+            **{name: _placeholder(name) for name in _ITEM_SCALARS},
             **{attribute: [_placeholder(name)] for name, attribute in _ITEM_LISTS.items()},
         )
         context = {name: _placeholder(name) for name in DIGEST_SCALARS} | {"items": [sample], COMPILING: True}
@@ -139,7 +142,8 @@ class CompiledTemplate:
     def _paper(self, item: PaperRow, paper: Segments) -> Segments:
         """The paper fragment with everything but position and reasons filled in, cached by content
         (so it is never stale: a changed paper is a new key)."""
-        key = (item.title, item.url, item.abstract, *item.authors, "\0", *item.topics, "\0", *item.code_urls)
+        key = (item.title, item.url, item.abstract, item.date, *item.authors, "\0", *item.topics)
+        key += ("\0", *item.code_urls)
         cached = self._papers.get(key)
         if cached is None:
             if len(self._papers) >= _PAPER_CACHE_SIZE:
@@ -165,7 +169,7 @@ class CompiledTemplate:
         papers = []
         paper = self.fragments.get("paper")
         for item in items if paper is not None else ():
-            per_digest = {_placeholder("number"): escape_(item.number)}
+            per_digest = {_placeholder(name): escape_(getattr(item, name)) for name in _PER_DIGEST_SCALARS}
             if "reason" in self.fragments:
                 per_digest[_slot("reason")] = self._repeat("reason", item.reasons)
             papers.append(self._paper(item, paper).fill(per_digest))

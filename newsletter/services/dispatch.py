@@ -81,6 +81,7 @@ def _dispatch_chunk(subscriber_ids: list[int], now: datetime) -> list[int]:
                     window_start=window_start(subscriber=subscriber, now=now),
                     window_end=now,
                     queued_at=now,
+                    first=subscriber.last_digest_at is None,
                 )
             )
             subscriber.next_send_at = subscriber_send_after_digest(subscriber, scheduled=scheduled, now=now)

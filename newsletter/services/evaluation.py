@@ -103,7 +103,6 @@ def _production(paths: Sequence[Path], listings: list[Listing], rounds: int) -> 
     ids = dict(Paper.objects.filter(title_key__in=keys).values_list("title_key", "id"))
     stamp = timezone.now() + POOL_OFFSET
     Paper.objects.filter(id__in=ids.values()).update(ingested_at=stamp)
-    papers = Paper.objects.in_bulk(list(ids.values()))
     readers = [
         Subscriber.objects.create(
             email=f"eval-{secrets.token_hex(8)}@eval.invalid",
@@ -132,7 +131,7 @@ def _production(paths: Sequence[Path], listings: list[Listing], rounds: int) -> 
             precision[index].append(len(relevant[index].intersection(shown)) / EVAL_LIMIT)
             for paper_id in shown:
                 choice = Feedback.Choice.MORE if paper_id in relevant[index] else Feedback.Choice.LESS
-                feedback_record(subscriber=readers[index], paper=papers[paper_id], choice=choice)
+                feedback_record(subscriber=readers[index], paper_id=paper_id, choice=choice)
         for reader in readers:
             reader_model_fit(subscriber_id=reader.pk)
     return Evaluation(

@@ -7,19 +7,18 @@ After a change the caller queues the task that refits the subscriber's model
 from __future__ import annotations
 
 from newsletter.models import Feedback, Subscriber
-from papers.models import Paper
 
 
-def feedback_record(*, subscriber: Subscriber, paper: Paper, choice: str) -> Feedback:
+def feedback_record(*, subscriber: Subscriber, paper_id: int, choice: str) -> Feedback:
     if choice not in Feedback.Choice.values:
         raise ValueError(f"unknown feedback choice {choice!r}; expected one of {Feedback.Choice.values}")
     feedback, _ = Feedback.objects.update_or_create(
-        subscriber=subscriber, paper=paper, defaults={"choice": choice}
+        subscriber=subscriber, paper_id=paper_id, defaults={"choice": choice}
     )
     return feedback
 
 
-def feedback_remove(*, subscriber: Subscriber, paper: Paper) -> bool:
+def feedback_remove(*, subscriber: Subscriber, paper_id: int) -> bool:
     """Forget the reader's choice on this paper; False when there was none."""
-    deleted, _ = Feedback.objects.filter(subscriber=subscriber, paper=paper).delete()
+    deleted, _ = Feedback.objects.filter(subscriber=subscriber, paper_id=paper_id).delete()
     return bool(deleted)

@@ -54,7 +54,9 @@ def digest_test_send(*, subscriber: Subscriber, to: str) -> int:
     sent, so the subscriber's real next digest is unaffected. Returns the number of papers."""
     now = timezone.now()
     picks = digest_preview(subscriber=subscriber, now=now)
-    preview = Delivery(pk=0, subscriber=subscriber, scheduled_for=now)
+    preview = Delivery(
+        pk=0, subscriber=subscriber, scheduled_for=now, first=subscriber.last_digest_at is None
+    )
     message = digest_email(delivery=preview, picks=picks, to=to, test=True)
     with get_connection() as connection:
         connection.send_messages([message])

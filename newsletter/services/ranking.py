@@ -11,6 +11,7 @@ For s subscribers and p candidate papers every signal is an s x p matrix:
                                      scaled so the strongest rated paper is 1: typically 0.1 to 0.4 for
                                      papers like the liked ones, negative near the dismissed ones)
     score     = relevance + 0.5 * popularity (log upvotes/stars, 1 = 500+) + 0.25 * recency
+              + 100 * followed      (a paper by an author the subscriber follows: always first)
 
 The interest query is the interests' text; an interest naming a paper of the database (its title)
 adds that paper's title and abstract, "papers like that one". Longer queries have lower cosines, so
@@ -18,8 +19,10 @@ the cosine that counts fully (`full`) goes from 0.25 for a keyword or two down t
 a title or a whole paper, and the similarity needed to be relevant is a fifth of it.
 
 A paper is eligible when it is in the subscriber's window, not excluded by their keywords, never sent
-to them before, not a paper their interests name, and relevant (any topic, keyword, real similarity
-or liking by their model) unless they chose nothing, in which case they get what is trending. The
+to them before, not a paper their interests name, and relevant (any topic, keyword, real similarity,
+liking by their model, or an author they follow) unless they chose nothing, in which case they get
+what is trending. Papers by followed authors take the first places of the digest (within its size);
+excluded keywords still win over them, as "never" is the reader's own word. The
 per-paper work (vectors, topic matrix, popularity) is done once per chunk in `CandidatePool`; per
 subscriber there is only a row of each matrix, and the fitted models of a chunk are one sparse matrix.
 
@@ -57,6 +60,7 @@ WEIGHT_LEARNED = 24.0
 WEIGHT_SIMILARITY_LEARNED = 1.0  # instead of WEIGHT_SIMILARITY once a model is fitted
 WEIGHT_POPULARITY = 0.5
 WEIGHT_RECENCY = 0.25
+WEIGHT_FOLLOWED = 100.0  # above any sum of the others: followed authors' papers come first
 TOPIC_FULL = 0.5  # summed PaperTopic.score at which the topic signal counts fully (one strong topic ~0.35)
 # Cosine at which similarity counts fully: SIMILARITY_FULL for a query of a few features, falling
 # with the square root of the query's length down to SIMILARITY_FULL_LONG.
@@ -117,8 +121,11 @@ def rank(
         + similarity_weight * np.minimum(similarity / full, 1.0) * similar
         + WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0
     )
-    has_preferences = np.array([bool(pr.topic_ids or pr.interests.strip() or pr.taste) for pr in profiles])
-    relevant = (relevance > 0) | (learned >= LEARNED_MIN) | ~has_preferences[:, None]
+    followed = _followed(profiles, pool)
+    has_preferences = np.array(
+        [bool(pr.topic_ids or pr.interests.strip() or pr.taste or pr.followed) for pr in profiles]
+    )
+    relevant = (relevance > 0) | (learned >= LEARNED_MIN) | followed | ~has_preferences[:, None]
     since = np.array([pr.since.timestamp() for pr in profiles], dtype=np.float64)
     in_window = pool.ingested[None, :] > since[:, None]
     score = (
@@ -126,6 +133,7 @@ def rank(
         + WEIGHT_LEARNED * learned
         + WEIGHT_POPULARITY * pool.popularity[None, :]
         + WEIGHT_RECENCY * pool.recency[None, :]
+        + WEIGHT_FOLLOWED * followed
     )
     eligible = relevant & in_window & ~excluded
     col_of = {paper.id: j for j, paper in enumerate(pool.papers)}
@@ -171,6 +179,16 @@ def rank(
             ]
         )
     return results
+
+
+def _followed(profiles: Sequence[Profile], pool: CandidatePool) -> np.ndarray:
+    """s x p: the paper has an author the subscriber follows (the pool's author index is built only
+    when someone in the chunk follows an author)."""
+    followed = np.zeros((len(profiles), len(pool)), dtype=bool)
+    for i, profile in enumerate(profiles):
+        for key in profile.followed:
+            followed[i, pool.by_author.get(key, [])] = True
+    return followed
 
 
 def _pool_cosines(

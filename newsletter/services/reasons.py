@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from papers.services.records import author_key
 from papers.services.text import content_tokens, features, phrase_columns
 
 if TYPE_CHECKING:
@@ -44,10 +45,15 @@ def reasons_for(
     liked_cosines = evidence.liked[:, top] if evidence.liked is not None else None
     phrases = profile.phrases
     grams = _query_grams(profile.interests, evidence.query)
+    followed = profile.followed
     result = []
     for k, index in enumerate(top):
         paper = pool.papers[index]
         reasons = []
+        if followed:
+            names = [name for name in paper.authors if author_key(name) in followed]
+            if names:
+                reasons.append(f"By {' and '.join(names[:2])}, whom you follow")
         strength = dict(zip(paper.topic_ids, paper.topic_scores, strict=True))
         shared = sorted(
             (t for t in paper.topic_ids if t in profile.topic_ids and t in pool.topic_names),

@@ -20,7 +20,7 @@ from newsletter.selectors import picks_recorded
 from newsletter.services.candidates import Pick
 from newsletter.services.digest_templates import PaperRow, digest_render
 from newsletter.services.emails import build_email
-from newsletter.services.tokens import Purpose, link
+from newsletter.services.tokens import Purpose, feedback_link, link
 from papers.selectors import CandidatePaper, topic_names
 
 ABSTRACT_CHARS = 420
@@ -57,32 +57,54 @@ def shorten(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:") + "…"
 
 
+def paper_date(paper: CandidatePaper) -> str:
+    """The paper's date as readers see it: when it was published, else when it reached us."""
+    day = paper.published_at or paper.ingested_at
+    return f"{day.day} {day:%B %Y}"
+
+
 def _paper_row(paper: CandidatePaper, names: dict[int, str]) -> PaperRow:
     return PaperRow(
         title=paper.title,
         url=paper_url(paper),
         abstract=shorten(paper.abstract, ABSTRACT_CHARS),
+        date=paper_date(paper),
         authors=authors_line(paper.authors),
         topics=[names[t] for t in paper.topic_ids if t in names],
         code_urls=[iri_to_uri(paper.github_url)] if paper.github_url else [],
     )
 
 
+def paper_card(*, paper: CandidatePaper) -> PaperRow:
+    """One paper as the digests show it, without a reader's parts (the feedback page)."""
+    return _paper_row(paper, topic_names())
+
+
 class PaperRowCache:
     """Rows for the digests of a chunk: what depends on the paper alone is built once per paper,
-    however many digests carry it; reasons and position are each digest's own."""
+    however many digests carry it; reasons, position and the feedback links are each digest's own."""
 
     def __init__(self, names: dict[int, str] | None = None) -> None:
         self.names = topic_names() if names is None else names
         self._rows: dict[int, PaperRow] = {}
 
-    def rows(self, picks: Sequence[Pick]) -> list[PaperRow]:
+    def rows(self, picks: Sequence[Pick], *, subscriber: Subscriber) -> list[PaperRow]:
+        """The rows of one reader's picks, each with that reader's feedback links."""
         result = []
         for number, pick in enumerate(picks, start=1):
             row = self._rows.get(pick.paper.id)
             if row is None:
                 row = self._rows[pick.paper.id] = _paper_row(pick.paper, self.names)
-            result.append(replace(row, reasons=list(pick.reasons), number=str(number)))
+            feedback = feedback_link(subscriber=subscriber, paper_id=pick.paper.id)
+            result.append(
+                replace(
+                    row,
+                    reasons=list(pick.reasons),
+                    number=str(number),
+                    more_url=feedback + "more/",
+                    less_url=feedback + "less/",
+                )
+            )
         return result
 
 
@@ -99,6 +121,13 @@ def period_label(delivery: Delivery, subscriber: Subscriber) -> str:
     return f"week of {day}" if subscriber.frequency == Subscriber.Frequency.WEEKLY else day
 
 
+def intro(*, count: int, first: bool) -> str:
+    if first:
+        days = settings.NEWSLETTER_FIRST_DIGEST_WINDOW.days
+        return f"Your first digest: {count_label(count)} of the last {days} days matched your interests."
+    return f"{count_label(count)} matched your topics and interests since your last digest."
+
+
 def digest_values(*, delivery: Delivery, count: int, test: bool = False) -> dict[str, str]:
     """The per-email values of the digest and empty-notice templates (links, labels).
 
@@ -108,7 +137,7 @@ def digest_values(*, delivery: Delivery, count: int, test: bool = False) -> dict
     frequency = "weekly" if subscriber.frequency == Subscriber.Frequency.WEEKLY else "daily"
     manage_url = link(subscriber=subscriber, purpose=Purpose.MANAGE)
     return {
-        "intro": f"{count_label(count)} matched your topics and interests since your last digest.",
+        "intro": intro(count=count, first=delivery.first),
         "count_label": count_label(count),
         "period_label": period_label(delivery, subscriber),
         "email": subscriber.email,
@@ -146,7 +175,8 @@ def digest_email(
         return build_email(
             "empty", to=to or subscriber.email, context=values, unsubscribe_url=unsubscribe_url, html=html
         )
-    rendered = digest_render(items=(rows or PaperRowCache()).rows(picks), values=values, html=html)
+    items = (rows or PaperRowCache()).rows(picks, subscriber=subscriber)
+    rendered = digest_render(items=items, values=values, html=html)
     if test:
         rendered = replace(rendered, subject=f"[Test] {rendered.subject}")
     return build_email(
@@ -160,5 +190,5 @@ def digest_web_context(*, delivery: Delivery) -> dict:
     return {
         **digest_values(delivery=delivery, count=len(picks)),
         "delivery": delivery,
-        "items": PaperRowCache().rows(picks),
+        "items": PaperRowCache().rows(picks, subscriber=delivery.subscriber),
     }

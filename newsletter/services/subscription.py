@@ -58,6 +58,7 @@ class Answer:
 def _apply_preferences(subscriber: Subscriber, preferences: Preferences) -> None:
     subscriber.interests = preferences.interests
     subscriber.excluded_keywords = preferences.excluded_keywords
+    subscriber.followed_authors = preferences.followed_authors
     subscriber.frequency = preferences.frequency
     subscriber.weekday = preferences.weekday
     subscriber.send_hour = preferences.send_hour
@@ -189,6 +190,26 @@ def _awaits_confirmation(subscriber: Subscriber) -> bool:
     return subscriber.status == Subscriber.Status.PENDING or (
         subscriber.status == Subscriber.Status.UNSUBSCRIBED and subscriber.pending_preferences is not None
     )
+
+
+def subscriber_resubscribe(*, subscriber: Subscriber, now: datetime | None = None) -> bool:
+    """Put an unsubscribed reader back on the list with the preferences still stored; False if they
+    were not unsubscribed. The manage link proves they own the address, so no new confirmation: the
+    next digest is a first one again (a window of NEWSLETTER_FIRST_DIGEST_WINDOW, not everything
+    since they left)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        if locked.status != Subscriber.Status.UNSUBSCRIBED:
+            return False
+        locked.status = Subscriber.Status.ACTIVE
+        locked.unsubscribed_at = None
+        locked.pending_preferences = None  # a sign-up by someone else waiting aside is dropped
+        locked.last_digest_at = None
+        locked.next_send_at = subscriber_next_send(locked, after=now)
+        locked.save()
+    subscriber.refresh_from_db()
+    return True
 
 
 def subscriber_update_preferences(

@@ -8,6 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 # Limits a stored field may reach; a record over a limit is rejected, never truncated.
 MAX_TITLE_CHARS = 500
@@ -80,6 +81,19 @@ def title_key(title: str) -> str:
     """The dedupe key of a title: NFKC-folded, lowercase, punctuation and spacing removed."""
     folded = unicodedata.normalize("NFKC", title).casefold()
     return _TITLE_KEY_DROP.sub(" ", folded).strip()
+
+
+# Letters NFKD does not split into a base letter and an accent.
+_AUTHOR_LETTERS = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "ð": "d", "þ": "th", "æ": "ae", "œ": "oe"})
+
+
+@lru_cache(maxsize=65536)
+def author_key(name: str) -> str:
+    """The matching key of an author's name: accents, case, punctuation and spacing ignored, so a
+    reader who follows "Lukasz Kaiser" gets papers by "Łukasz Kaiser" (and "Kaiser, L." is not him)."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold()).translate(_AUTHOR_LETTERS)
+    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _TITLE_KEY_DROP.sub(" ", letters).strip()
 
 
 def normalize_arxiv_id(raw: str) -> str | None:

@@ -95,3 +95,19 @@ def test_chart_is_written_as_png(tmp_path: Path) -> None:
     report_chart(report, path)
 
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_verdicts_compare_deliver_with_and_without_feedback_in_the_same_run() -> None:
+    report = Report(
+        machine=MACHINE,
+        phases=[phase("deliver", per_second=400.0), phase("deliver-fb", per_second=372.0)],
+    )
+    worse = Report(
+        machine=MACHINE, phases=[phase("deliver", per_second=400.0), phase("deliver-fb", per_second=340.0)]
+    )
+
+    assert verdicts(report)[-1] == (
+        "10,000: with feedback (30% of readers, 20 marks each) 372/s, +7.0% drop against 400/s without "
+        "(target at most 10%: ok)"
+    )
+    assert verdicts(worse)[-1].endswith("+15.0% drop against 400/s without (target at most 10%: MISSED)")

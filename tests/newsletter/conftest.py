@@ -8,7 +8,9 @@ import pytest
 import time_machine
 from django.test import Client
 
-from newsletter.models import Delivery, DeliveryItem, EmailEvent, Subscriber
+from newsletter.models import Delivery, DeliveryItem, EmailEvent, Feedback, Subscriber
+from newsletter.services.feedback import feedback_record
+from newsletter.services.learning import reader_model_fit
 from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory, TopicFactory
 from tests.newsletter.helpers import NOW
 
@@ -42,7 +44,8 @@ def recent_paper():
 
 @pytest.fixture
 def subscriber_with_history() -> Subscriber:
-    """A subscriber with a topic, a sent delivery with one paper, and an email event of their own."""
+    """A subscriber with a topic, a sent delivery with one paper, a "More like this" on it and the
+    model fitted from it, and an email event of their own."""
     topic = TopicFactory(slug="nlp")
     subscriber = SubscriberFactory(email="ada@example.org", interests="parsing", topics=[topic])
     delivery = DeliveryFactory(subscriber=subscriber, period="2026-03-01", status=Delivery.Status.SENT)
@@ -50,6 +53,8 @@ def subscriber_with_history() -> Subscriber:
     DeliveryItem.objects.create(
         delivery=delivery, subscriber=subscriber, paper=paper, position=0, score=0.9, reasons=["nlp"]
     )
+    feedback_record(subscriber=subscriber, paper_id=paper.pk, choice=Feedback.Choice.MORE)
+    reader_model_fit(subscriber_id=subscriber.pk)
     EmailEvent.objects.create(event_id="esp:1", event_type="delivered", email="ada@example.org")
     EmailEvent.objects.create(event_id="esp:2", event_type="delivered", email="grace@example.org")
     return subscriber

@@ -220,3 +220,13 @@ def test_each_subscriber_gets_their_subject_first_through_the_pipeline(sample_fi
         "multimodal" in f"{i.paper.title} {i.paper.abstract}".lower()
         for i in DeliveryItem.objects.filter(subscriber=agents).select_related("paper")
     )
+
+
+def test_only_a_subscribers_first_dispatched_delivery_is_marked_first() -> None:
+    newcomer = due(last_digest_at=None)
+    regular = due(last_digest_at=timezone.now() - timedelta(days=1))
+
+    dispatch_one_chunk()
+
+    assert delivery_of(newcomer).first is True
+    assert delivery_of(regular).first is False

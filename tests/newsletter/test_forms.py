@@ -140,3 +140,13 @@ def test_preferences_form_round_trips_a_subscriber() -> None:
         2,
         "Asia/Tokyo",
     )
+
+
+def test_sign_up_and_manage_forms_take_followed_authors() -> None:
+    sign_up = SubscribeForm(form_data(followed_authors="  Łukasz Kaiser,\nAda Lovelace  "))
+    too_long = PreferencesForm(form_data(followed_authors="x" * 1001))
+
+    assert sign_up.is_valid(), sign_up.errors
+    assert sign_up.preferences().followed_authors == "Łukasz Kaiser,\nAda Lovelace"
+    assert PreferencesForm.initial_for(SubscriberFactory(followed_authors="Ada"))["followed_authors"] == "Ada"
+    assert not too_long.is_valid() and "followed_authors" in too_long.errors

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from newsletter.selectors import interests_preview, profiles_complete
+from newsletter.selectors import digest_preview, interests_preview, profiles_complete
 from newsletter.services.candidates import CandidatePool, PhraseHits, Pick, Profile
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import digests_dispatch
@@ -412,3 +412,52 @@ def test_a_sentence_that_names_no_paper_still_fills_the_digest(sample_papers) ->
 
     assert len(picks) == 10
     assert picks[0].reasons[0].startswith("Matches your interest in “")
+
+
+# --- followed authors --------------------------------------------------------------------------
+
+
+def test_papers_by_a_followed_author_come_first_with_their_reason(sample_papers) -> None:
+    by_her = PaperFactory(
+        title="Protein folding with diffusion", abstract="Proteins fold.", authors=["Zoë Ł. Müller-Öz", "Bob"]
+    )
+    pool = pool_now()
+    reader = dataclasses.replace(
+        profile(interests="speech recognition", limit=3), followed_authors="Nobody Known; zoe l muller oz"
+    )
+
+    picks = rank_one(reader, pool)
+
+    assert picks[0].paper.id == by_her.pk  # unrelated to the interests, yet always in, and first
+    assert picks[0].reasons[0] == "By Zoë Ł. Müller-Öz, whom you follow"
+    assert len(picks) == 3
+    assert all("whom you follow" not in " ".join(p.reasons) for p in picks[1:])
+
+
+def test_a_followed_authors_paper_still_respects_window_history_and_exclusions() -> None:
+    old = PaperFactory(title="Old work", authors=["Ada Lovelace"])
+    sent = PaperFactory(title="Sent work", authors=["Ada Lovelace"])
+    excluded = PaperFactory(title="Blockchain work", abstract="A blockchain.", authors=["Ada Lovelace"])
+    fresh = PaperFactory(title="Fresh work", authors=["ADA  LOVELACE"])
+    Paper.objects.filter(pk=old.pk).update(ingested_at=timezone.now() - timedelta(days=3))
+    reader = dataclasses.replace(
+        profile(excluded="blockchain", since=timezone.now() - timedelta(days=1)),
+        followed_authors="Ada Lovelace",
+    )
+
+    picks = rank_one(reader, pool_now(since=timezone.now() - timedelta(days=5)), already_sent={(1, sent.pk)})
+
+    assert ids(picks)[0] == fresh.pk
+    assert {old.pk, sent.pk, excluded.pk}.isdisjoint(ids(picks))
+
+
+def test_the_followed_authors_preference_reaches_the_digest() -> None:
+    PaperFactory(title="Unrelated cooking", abstract="Recipes.", authors=["Grace Hopper"], upvotes=0)
+    subscriber = SubscriberFactory(interests="", followed_authors="grace hopper")
+
+    (pick,) = [
+        p
+        for p in digest_preview(subscriber=subscriber, now=timezone.now())
+        if p.paper.title == "Unrelated cooking"
+    ]
+    assert pick.reasons[0] == "By Grace Hopper, whom you follow"

@@ -37,12 +37,14 @@ from newsletter.services.render import (
     paper_url,
     period_label,
 )
-from newsletter.services.tokens import Purpose, token_delivery, token_subscriber
+from newsletter.services.tokens import Purpose, feedback_token_load, token_delivery, token_subscriber
 from papers.models import Paper
 from papers.selectors import papers_by_ids, topic_names
 from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
+
+READER = Subscriber(pk=7, email="reader@example.org", token_key="k" * 32)  # rows need a reader to sign for
 
 
 # --- rows, labels and links --------------------------------------------------------------------
@@ -64,7 +66,9 @@ def test_paper_and_code_urls_are_ascii() -> None:
         PaperFactory(url="https://example.org/papers/café résumé", github_url="https://github.com/zoë/repo")
     )
 
-    item = PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=("r",))])[0]
+    item = PaperRowCache(topic_names()).rows(
+        [Pick(paper=paper, score=1.0, reasons=("r",))], subscriber=READER
+    )[0]
 
     assert item.url == "https://example.org/papers/caf%C3%A9%20r%C3%A9sum%C3%A9"
     assert item.code_urls == ["https://github.com/zo%C3%AB/repo"]
@@ -74,7 +78,9 @@ def test_paper_row_shortens_long_author_lists_and_abstracts() -> None:
     authors = [f"Author {n}" for n in range(AUTHORS_SHOWN + 3)]
     paper = candidate(PaperFactory(authors=authors, abstract="word " * 400, github_url=""))
 
-    item = PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=("Because",))])[0]
+    item = PaperRowCache(topic_names()).rows(
+        [Pick(paper=paper, score=1.0, reasons=("Because",))], subscriber=READER
+    )[0]
 
     assert item.authors == [", ".join(authors[:AUTHORS_SHOWN]) + " et al."]
     assert len(item.abstract) <= ABSTRACT_CHARS
@@ -86,7 +92,12 @@ def test_paper_row_shortens_long_author_lists_and_abstracts() -> None:
 def test_paper_row_without_authors() -> None:
     paper = candidate(PaperFactory(authors=[]))
 
-    assert PaperRowCache(topic_names()).rows([Pick(paper=paper, score=1.0, reasons=())])[0].authors == []
+    assert (
+        PaperRowCache(topic_names())
+        .rows([Pick(paper=paper, score=1.0, reasons=())], subscriber=READER)[0]
+        .authors
+        == []
+    )
 
 
 def test_period_label_is_local() -> None:
@@ -151,6 +162,9 @@ def item(**fields) -> PaperRow:
         "reasons": ["Mentions “quantization”", "Matches your topic: Efficiency & compression"],
         "topics": ["Efficiency & compression", "Language models"],
         "code_urls": ["https://github.com/example/quant"],
+        "date": "21 November 2026",
+        "more_url": "https://digest.example.org/feedback/7.11.sig/more/",
+        "less_url": "https://digest.example.org/feedback/7.11.sig/less/",
     }
     return PaperRow(**(base | fields))
 
@@ -204,7 +218,13 @@ def html_tokens(document: str) -> list[tuple]:
 DIGESTS = {
     "plain": [item(), item(title="Second paper", url="https://arxiv.org/abs/2401.00002")],
     "xss": [
-        item(title=XSS_TITLE, abstract=XSS_ABSTRACT, reasons=["Mentions “<b>x</b>”"], topics=["<i>t</i>"])
+        item(
+            title=XSS_TITLE,
+            abstract=XSS_ABSTRACT,
+            reasons=["Mentions “<b>x</b>”"],
+            topics=["<i>t</i>"],
+            more_url='https://x.org/"><script>alert(1)</script>&a=1',
+        )
     ],
     "unicode": [
         item(
@@ -225,6 +245,7 @@ DIGESTS = {
     "missing authors, no code, no reasons": [item(authors=[], code_urls=[], reasons=[], topics=[])],
     "mixed": [
         item(),
+        item(more_url="https://digest.example.org/feedback/8.12.other/more/", number="9"),
         item(authors=[], code_urls=[]),
         item(title="Looks like a placeholder __pdph_title__ __pdslot_paper__", abstract="__pdph_url__"),
     ],
@@ -280,7 +301,7 @@ def test_fast_path_equals_template_path_for_items_built_from_papers() -> None:
     ]
     names = topic_names()
     items = [
-        PaperRowCache(names).rows([Pick(paper=p, score=1.0, reasons=("Because",))])[0]
+        PaperRowCache(names).rows([Pick(paper=p, score=1.0, reasons=("Because",))], subscriber=READER)[0]
         for p in papers_by_ids(ids=[p.pk for p in papers])
     ]
     scalars = values()
@@ -333,3 +354,53 @@ def test_digest_render_parts() -> None:
     assert "Unsubscribe: https://digest.example.org/unsubscribe/abc:ghi/" in html_part.text
     # CSS is inlined: the cards carry their style.
     assert re.search(r'<div class="paper" style="[^"]+"', html_part.html)
+
+
+# --- per-reader parts: feedback links, first digest --------------------------------------------
+
+
+def test_each_reader_gets_feedback_links_of_their_own_for_the_same_paper() -> None:
+    (paper,) = papers_by_ids(ids=[PaperFactory().pk])
+    ada, bob = SubscriberFactory(), SubscriberFactory()
+    rows = PaperRowCache(topic_names())
+    pick = Pick(paper=paper, score=1.0, reasons=("r",))
+
+    (for_ada,), (for_bob,) = rows.rows([pick], subscriber=ada), rows.rows([pick], subscriber=bob)
+    html_ada = digest_render(items=[for_ada], values=values(), html=True)
+    html_bob = digest_render(items=[for_bob], values=values(), html=True)
+
+    assert for_ada.more_url != for_bob.more_url
+    for row, rendered, reader in ((for_ada, html_ada, ada), (for_bob, html_bob, bob)):
+        assert row.more_url.endswith("/more/") and row.less_url.endswith("/less/")
+        token = row.more_url.split("/feedback/")[1].split("/")[0]
+        assert feedback_token_load(token=token) == (reader, paper.id)
+        # The compiled paper is shared by the two digests; the links are each reader's.
+        assert f'href="{row.more_url}"' in rendered.html and f'href="{row.less_url}"' in rendered.html
+        assert f"More like this: {row.more_url}" in rendered.text
+        assert f"Not for me: {row.less_url}" in rendered.text
+    assert for_bob.more_url not in html_ada.html
+
+
+def test_rows_show_the_published_date_else_the_ingest_date() -> None:
+    published = PaperFactory(published_at=datetime(2026, 3, 1, 23, tzinfo=UTC))
+    listed = PaperFactory(published_at=None)
+    Paper.objects.filter(pk=listed.pk).update(ingested_at=datetime(2026, 11, 21, 8, tzinfo=UTC))
+    rows = PaperRowCache(topic_names()).rows(
+        [Pick(paper=p, score=1.0, reasons=()) for p in papers_by_ids(ids=[published.pk, listed.pk])],
+        subscriber=READER,
+    )
+
+    assert sorted(row.date for row in rows) == ["1 March 2026", "21 November 2026"]
+    rendered = digest_render(items=rows, values=values(), html=True)
+    assert "1 March 2026" in rendered.text and "1 March 2026" in rendered.html
+
+
+def test_a_first_digest_says_so_and_later_ones_speak_of_the_last_digest() -> None:
+    subscriber = SubscriberFactory()
+
+    first = digest_values(delivery=DeliveryFactory(subscriber=subscriber, first=True), count=3)
+    later = digest_values(delivery=DeliveryFactory(subscriber=subscriber, period="p2"), count=3)
+
+    assert "last digest" not in first["intro"]
+    assert first["intro"].startswith("Your first digest: 3 new papers of the last 7 days")
+    assert later["intro"] == "3 new papers matched your topics and interests since your last digest."

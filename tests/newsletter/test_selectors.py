@@ -75,6 +75,9 @@ def test_export_contains_everything_stored(subscriber_with_history: Subscriber) 
     assert delivery["papers"] == [
         {"title": "Parsing with transformers", "url": "https://arxiv.org/abs/2603.00001", "reasons": ["nlp"]}
     ]
+    [feedback] = data["feedback"]
+    assert feedback["title"] == "Parsing with transformers"
+    assert feedback["choice"] == "more"
     assert [e["event_type"] for e in data["email_events"]] == ["delivered"]
     assert data["suppression"] is None
     assert subscriber_with_history.token_key not in json.dumps(data)

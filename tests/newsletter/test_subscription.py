@@ -12,7 +12,15 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.db import connection
 
-from newsletter.models import Delivery, DeliveryItem, EmailEvent, Subscriber, Suppression
+from newsletter.models import (
+    Delivery,
+    DeliveryItem,
+    EmailEvent,
+    Feedback,
+    ReaderModel,
+    Subscriber,
+    Suppression,
+)
 from newsletter.selectors import Preferences, preferences_stored, subscriber_export, subscribers_due
 from newsletter.services.subscription import (
     EmailKind,
@@ -20,6 +28,7 @@ from newsletter.services.subscription import (
     subscriber_confirm,
     subscriber_delete,
     subscriber_email_send,
+    subscriber_resubscribe,
     subscriber_subscribe,
     subscriber_unsubscribe,
     subscriber_update_preferences,
@@ -32,6 +41,7 @@ from tests.factories import DeliveryFactory, SubscriberFactory, TopicFactory
 from tests.newsletter.helpers import (
     LINK_RE,
     NOW,
+    assert_email_contains,
     link_token,
     linked_subscriber,
     request_link,
@@ -44,6 +54,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("frozen_clock")]
 CHANGED_PREFERENCES = {
     "interests": "graph neural networks",
     "excluded_keywords": "blockchain",
+    "followed_authors": "Łukasz Kaiser, Ada Lovelace",
     "frequency": Subscriber.Frequency.WEEKLY,
     "weekday": Subscriber.Weekday.FRIDAY,
     "send_hour": 7,
@@ -334,11 +345,47 @@ def test_request_link_for_an_active_address_sends_a_manage_link(send_emails, mai
 
 
 def test_request_link_for_an_unsubscribed_address_sends_a_manage_link(send_emails, mailoutbox) -> None:
-    """Their data is still stored, so they must be able to reach the export and delete buttons."""
+    """Their data is still stored, so they must be able to reach the export and delete buttons; the
+    email offers subscribing again, not unsubscribing."""
     SubscriberFactory(email="ada@example.org", status=Subscriber.Status.UNSUBSCRIBED)
     with send_emails():
         assert request_link("ada@example.org") == Outcome.MANAGE_LINK_SENT
-    assert link_token(mailoutbox[0], "manage")
+    [message] = mailoutbox
+    assert link_token(message, "manage")
+    assert_email_contains(message, "subscribe again")
+    html = message.alternatives[0][0]
+    for part in (message.body, html):
+        assert "unsubscribe" not in part.lower().replace("you are unsubscribed", "")
+    assert "List-Unsubscribe" not in message.extra_headers
+
+
+# --- subscriber_resubscribe --------------------------------------------------------------------
+
+
+def test_resubscribe_keeps_the_stored_preferences_and_schedules_a_first_digest() -> None:
+    topic = TopicFactory(slug="nlp")
+    subscriber = SubscriberFactory(
+        topics=[topic], interests="parsing", timezone="Europe/Berlin", send_hour=7, last_digest_at=NOW
+    )
+    subscriber_unsubscribe(subscriber=subscriber, now=NOW)
+
+    assert subscriber_resubscribe(subscriber=subscriber, now=NOW + timedelta(days=30)) is True
+
+    subscriber.refresh_from_db()
+    assert (subscriber.status, subscriber.unsubscribed_at) == (Subscriber.Status.ACTIVE, None)
+    assert (subscriber.interests, list(subscriber.topics.all())) == ("parsing", [topic])
+    assert subscriber.last_digest_at is None  # a fresh first-digest window, not a month of papers
+    assert subscriber.next_send_at == datetime(2026, 4, 2, 5, 0, tzinfo=UTC)  # 07:00 in Berlin (CEST)
+    assert subscriber_resubscribe(subscriber=subscriber, now=NOW) is False  # already active
+
+
+@pytest.mark.parametrize("status", [Subscriber.Status.PENDING, Subscriber.Status.ACTIVE])
+def test_resubscribe_changes_nothing_for_pending_or_active_subscribers(status) -> None:
+    subscriber = SubscriberFactory(status=status, next_send_at=None)
+
+    assert subscriber_resubscribe(subscriber=subscriber, now=NOW) is False
+    subscriber.refresh_from_db()
+    assert (subscriber.status, subscriber.next_send_at) == (status, None)
 
 
 @pytest.mark.parametrize("email", ["nobody@example.org", "not an address", ""])
@@ -415,6 +462,8 @@ def test_delete_erases_the_subscriber_and_everything_linked(subscriber_with_hist
     assert not Subscriber.objects.filter(email="ada@example.org").exists()
     assert list(Delivery.objects.values_list("subscriber", flat=True)) == [other.pk]
     assert not DeliveryItem.objects.exists()
+    assert not Feedback.objects.exists()
+    assert not ReaderModel.objects.exists()
     assert list(EmailEvent.objects.values_list("email", flat=True)) == ["grace@example.org"]
     # The papers are not personal data; the suppression is what keeps the address from being mailed.
     assert Paper.objects.filter(title="Parsing with transformers").exists()

@@ -219,3 +219,60 @@ def test_delete_asks_first_then_removes_every_row(client: Client) -> None:
     assert not Delivery.objects.exists()
     assert not DeliveryItem.objects.exists()
     assert client.get(manage_url).status_code == 404
+
+
+# --- after unsubscribing -----------------------------------------------------------------------
+
+
+def test_the_manage_page_of_an_unsubscribed_reader_offers_only_subscribing_again(client: Client) -> None:
+    subscriber = SubscriberFactory(
+        interests="parsing", status=Subscriber.Status.UNSUBSCRIBED, next_send_at=None
+    )
+    manage = url("manage", subscriber, Purpose.MANAGE)
+
+    html = client.get(manage).content.decode()
+
+    assert "You are unsubscribed" in html
+    assert "Save preferences" not in html and 'id="preview"' not in html
+    assert html.count('type="submit"') == 1 and "Subscribe again" in html
+    assert url("export", subscriber, Purpose.MANAGE) in html  # the data stays reachable
+    # A stale form post saves nothing and claims nothing.
+    response = submit(client, manage, manage_data(interests="changed"))
+    subscriber.refresh_from_db()
+    assert subscriber.interests == "parsing"
+    assert "saved" not in client.get(response["Location"]).content.decode()
+
+
+def test_subscribe_again_is_a_post_that_keeps_the_preferences(client: Client) -> None:
+    subscriber = SubscriberFactory(
+        interests="parsing", status=Subscriber.Status.UNSUBSCRIBED, next_send_at=None
+    )
+    manage = url("manage", subscriber, Purpose.MANAGE)
+
+    assert client.get(f"{manage}resubscribe/").status_code == 405
+    response = client.post(
+        f"{manage}resubscribe/", {"csrfmiddlewaretoken": csrf_token(client.get(manage))}, follow=True
+    )
+
+    subscriber.refresh_from_db()
+    assert (subscriber.status, subscriber.interests) == (Subscriber.Status.ACTIVE, "parsing")
+    assert subscriber.next_send_at is not None
+    html = response.content.decode()
+    assert "you are subscribed again" in html and "Save preferences" in html
+
+
+def test_preview_titles_link_where_the_email_links_them(client: Client) -> None:
+    subscriber = SubscriberFactory(interests="graph neural networks")
+    PaperFactory(title="Graph neural networks for molecules", url="")
+    PaperFactory(title="Graph neural networks for proteins", url="https://arxiv.org/abs/2601.00002")
+
+    html = client.get(url("manage", subscriber, Purpose.MANAGE)).content.decode()
+    preview = html.split('id="preview"')[1].split('id="rated"')[0]
+
+    assert 'href="#"' not in preview
+    assert (
+        'href="https://arxiv.org/search/?searchtype=title&amp;query=Graph+neural+networks+for+molecules"'
+        in preview
+    )
+    assert 'href="https://arxiv.org/abs/2601.00002"' in preview
+    assert preview.count("More like this") == 2 and preview.count("Not for me") == 2

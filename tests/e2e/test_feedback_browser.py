@@ -1,0 +1,76 @@
+"""Feedback from the email, in Chromium: a digest in the local outbox, "More like this", confirm,
+and the manage-page preview learns from it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from newsletter.models import Feedback, Subscriber
+from newsletter.services.tokens import Purpose, token_make
+from papers.models import Topic
+from tests.conftest import SAMPLE_DATA
+from tests.factories import SubscriberFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+@pytest.fixture(autouse=True)
+def outbox(settings, tmp_path):
+    settings.DEBUG = True
+    settings.ROOT_URLCONF = "tests.e2e.outbox_urls"
+    settings.EMAIL_BACKEND = "newsletter.outbox.OutboxBackend"
+    settings.EMAIL_OUTBOX_DIR = tmp_path
+
+
+def preview_of(page: Page, manage_url: str) -> str:
+    page.goto(manage_url)
+    return page.locator("#preview").inner_text()
+
+
+def test_more_like_this_from_a_digest_in_the_outbox_changes_the_preview(
+    page: Page, console_errors: list
+) -> None:
+    call_command("ingest_papers", str(SAMPLE_DATA), "--quiet", stdout=StringIO())
+    subscriber = SubscriberFactory(
+        interests="",
+        topics=[Topic.objects.get(slug="multimodal")],  # 83 sample papers: the preview is full
+        papers_per_digest=5,
+        next_send_at=timezone.now() - timedelta(minutes=1),
+        last_digest_at=None,
+    )
+    call_command("send_digests", "--now", stdout=StringIO())
+    manage_url = f"/manage/{token_make(subscriber=subscriber, purpose=Purpose.MANAGE)}/"
+    before = preview_of(page, manage_url)
+    assert "which you liked" not in before
+
+    page.goto("/dev/outbox/")
+    page.get_by_role("link", name="5 new papers for you").click()
+    email = page.frame_locator("iframe.email")
+    first_title = email.locator(".paper-title").first.inner_text()
+    with page.expect_popup() as opened:  # links leave the sandboxed frame, as in a webmail
+        email.get_by_role("link", name="More like this").first.click()
+    feedback_page = opened.value
+    expect(feedback_page.get_by_role("heading", name="More like this?")).to_be_visible()
+    expect(feedback_page.locator(".paper-title")).to_have_text(first_title)
+    assert not Feedback.objects.exists()  # opening the link records nothing
+
+    feedback_page.get_by_role("button", name="More like this").click()
+
+    expect(
+        feedback_page.get_by_text("Saved: your digests will bring more papers like this one.")
+    ).to_be_visible()
+    expect(feedback_page.get_by_role("button", name="Undo")).to_be_visible()
+    (mark,) = Feedback.objects.all()
+    assert (mark.subscriber_id, mark.paper.title, mark.choice) == (subscriber.pk, first_title, "more")
+    feedback_page.get_by_role("link", name="Your preferences and the papers you rated").click()
+    expect(feedback_page.locator("#rated")).to_contain_text(first_title)
+    after = feedback_page.locator("#preview").inner_text()
+    assert after != before  # re-ranked by the model fitted from the one mark
+    assert Subscriber.objects.get(pk=subscriber.pk).reader_model.ratings == 1
+    assert console_errors == []
