@@ -19,7 +19,15 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 
-from newsletter.models import Delivery, DeliveryItem, EmailEvent, ReaderModel, Subscriber, Suppression
+from newsletter.models import (
+    Delivery,
+    DeliveryItem,
+    EmailEvent,
+    ReaderModel,
+    SendingPause,
+    Subscriber,
+    Suppression,
+)
 from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, title_keys
 from newsletter.services.ranking import rank
 from newsletter.services.schedule import window_start
@@ -318,3 +326,8 @@ def stats_per_day(*, days: int, today: date) -> list[DayStats]:
             )
         )
     return out
+
+
+def sending_pause_active() -> SendingPause | None:
+    """The open pause of the brake (newsletter.services.brake), if sending is paused."""
+    return SendingPause.objects.filter(is_open=True).first()
