@@ -44,14 +44,15 @@ local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
 local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local wanted, recovery = tonumber(ARGV[3]), tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[2], 'factor', 'at')
+local state = redis.call('HMGET', KEYS[2], 'factor', 'at', 'recovery')
 local factor = tonumber(state[1]) or 1
 local at = tonumber(state[2])
+recovery = tonumber(state[3]) or recovery  -- the cutter's setting: every reader sees one curve
 if at then factor = math.min(1, factor + (now - at) / recovery) end
 if ARGV[5] == 'cut' then
   if at and now - at < CUT_COOLDOWN then return {0, '0', tostring(rate * factor)} end
   factor = math.max(factor / 2, math.min(1, 1 / rate))
-  redis.call('HSET', KEYS[2], 'factor', tostring(factor), 'at', tostring(now))
+  redis.call('HSET', KEYS[2], 'factor', tostring(factor), 'at', tostring(now), 'recovery', ARGV[4])
   redis.call('EXPIRE', KEYS[2], math.ceil(recovery) + 60)
   return {1, '0', tostring(rate * factor)}
 end
