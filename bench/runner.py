@@ -253,7 +253,13 @@ def _timed_run(
 
 
 def celery_phase(
-    *, name: str, workers: int, subscribers: int, papers: int, smtp: AiosmtpdSink | PostfixSink | None
+    *,
+    name: str,
+    workers: int,
+    subscribers: int,
+    papers: int,
+    smtp: AiosmtpdSink | PostfixSink | None,
+    extra_env: dict[str, str] | None = None,
 ) -> Phase:
     """One timed run of the production pipeline through `workers` Celery processes."""
     now = timezone.now()
@@ -265,6 +271,7 @@ def celery_phase(
         "DJANGO_SETTINGS_MODULE": "config.settings.bench",
         "BENCH_STATS_DIR": stats_dir,
         "PYTHONPATH": str(REPO),
+        **(extra_env or {}),
     }
     if smtp:
         env["EMAIL_BACKEND"] = "django.core.mail.backends.smtp.EmailBackend"
@@ -365,6 +372,7 @@ def bench_run(
     scale_out_at: int | None,
     seed: int,
     sink: str = "auto",
+    send_rate: str = "",
     log=print,
 ) -> Report:
     database_ensure()
@@ -379,9 +387,21 @@ def bench_run(
                 f"   data: papers {timings.papers_seconds:.1f}s, tagging {timings.tagging_seconds:.1f}s, "
                 f"subscribers {timings.subscribers_seconds:.1f}s"
             )
-            for name, smtp in (("build", None), ("deliver", sink)):
+            # "deliver+rate": the same run with NEWSLETTER_SEND_RATE far above what the machine does, so
+            # only the limiter's own cost shows (a Redis round trip per batch of permits).
+            runs = [("build", None, {}), ("deliver", sink, {})]
+            if send_rate:
+                runs.append(("deliver+rate", sink, {"NEWSLETTER_SEND_RATE": send_rate}))
+            for name, smtp, extra_env in runs:
                 before = sink.count
-                phase = celery_phase(name=name, workers=workers, subscribers=size, papers=papers, smtp=smtp)
+                phase = celery_phase(
+                    name=name,
+                    workers=workers,
+                    subscribers=size,
+                    papers=papers,
+                    smtp=smtp,
+                    extra_env=extra_env,
+                )
                 if smtp:
                     received = sink.count - before
                     if received != phase.emails:
