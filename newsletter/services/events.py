@@ -1,4 +1,6 @@
 """ESP tracking events (django-anymail webhooks): bounces, complaints, unsubscribes, rejections.
+The bounce mailbox (bounces.py) stores its bounces through `event_insert` and `event_process` too, so
+both paths apply the same rules (`bounce_apply`).
 
 The webhook answers fast: `event_store` only inserts the event (unique by event id, so an ESP's
 retries are harmless) and queues `event_process` in Celery, which applies the consequences:

@@ -206,3 +206,18 @@ def test_a_421_lowers_the_shared_rate(settings, smtp_sink) -> None:
 
     assert result.deferred
     assert send_rate_status().lowered is True
+
+
+@pytest.mark.django_db
+def test_the_stats_page_shows_the_configured_and_the_lowered_rate(settings) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    settings.NEWSLETTER_SEND_RATE = "14/s"
+    client = Client()
+    client.force_login(get_user_model().objects.create_user("ops", "o@example.org", "pw", is_staff=True))
+    assert b"Send rate: 14/s (now 14.00/s)" in client.get("/staff/stats/").content
+
+    pacer_for_chunk().slow_down(reason="421")
+    page = client.get("/staff/stats/").content.decode()
+    assert "lowered to 7." in page and "recovering to 14/s" in page

@@ -64,3 +64,17 @@ def test_unsent_reservations_are_handed_back(smtp_sink) -> None:
         smtp_sink.refuse["gone@example.org"] = "550 5.1.1 No such user"
         deliveries_send(delivery_ids=dispatch_one_chunk())
         assert WarmupDay.objects.get().used == 1
+
+
+def test_the_stats_page_counts_the_digests_that_wait(smtp_sink) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    quantization_papers()
+    for i in range(3):
+        due(email=f"r{i}@example.org")
+    deliveries_send(delivery_ids=dispatch_one_chunk())
+    client = Client()
+    client.force_login(get_user_model().objects.create_user("ops", "o@example.org", "pw", is_staff=True))
+    page = client.get("/staff/stats/").content.decode()
+    assert "today's cap 2, 2 used" in page and "1 digest waits for the next day's allowance" in page
