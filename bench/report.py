@@ -88,6 +88,13 @@ def verdicts(report: Report) -> list[str]:
                     f"{size:,}: {ratio:.0f}x the naive baseline ({naive.per_second:.1f}/s in one process; "
                     f"target {TARGET_RATIO}x: {'ok' if ratio >= TARGET_RATIO else 'MISSED'})"
                 )
+            if limited := at.get(("deliver+rate", deliver.workers)):
+                share = limited.per_second / deliver.per_second
+                out.append(
+                    f"{size:,}: with the send-rate limiter (rate far above capacity) "
+                    f"{limited.per_second:,.0f}/s = {share:.1%} of unlimited {deliver.per_second:,.0f}/s "
+                    f"(target within 5%: {'ok' if share >= 0.95 else 'MISSED'})"
+                )
             if single:
                 speedup = deliver.per_second / single.per_second
                 out.append(f"{size:,}: {deliver.workers} workers / 1 worker = {speedup:.2f}x")

@@ -254,7 +254,13 @@ def _timed_run(
 
 
 def celery_phase(
-    *, name: str, workers: int, subscribers: int, papers: int, smtp: AiosmtpdSink | PostfixSink | None
+    *,
+    name: str,
+    workers: int,
+    subscribers: int,
+    papers: int,
+    smtp: AiosmtpdSink | PostfixSink | None,
+    extra_env: dict[str, str] | None = None,
 ) -> Phase:
     """One timed run of the production pipeline through `workers` Celery processes."""
     now = timezone.now()
@@ -266,6 +272,7 @@ def celery_phase(
         "DJANGO_SETTINGS_MODULE": "config.settings.bench",
         "BENCH_STATS_DIR": stats_dir,
         "PYTHONPATH": str(REPO),
+        **(extra_env or {}),
     }
     if smtp:
         env["EMAIL_BACKEND"] = "django.core.mail.backends.smtp.EmailBackend"
@@ -365,11 +372,14 @@ def _pipeline_phase(
     size: int,
     papers: int,
     smtp: AiosmtpdSink | PostfixSink | None,
+    extra_env: dict[str, str] | None = None,
 ) -> None:
     """One build or deliver phase into the report; a deliver phase must reach the SMTP server once
     per SENT delivery."""
     before = smtp.count if smtp else 0
-    phase = celery_phase(name=name, workers=workers, subscribers=size, papers=papers, smtp=smtp)
+    phase = celery_phase(
+        name=name, workers=workers, subscribers=size, papers=papers, smtp=smtp, extra_env=extra_env or {}
+    )
     if smtp:
         received = smtp.count - before
         if received != phase.emails:
@@ -393,6 +403,7 @@ def bench_run(
     scale_out_at: int | None,
     seed: int,
     sink: str = "auto",
+    send_rate: str = "",
     log=print,
 ) -> Report:
     database_ensure()
@@ -407,8 +418,21 @@ def bench_run(
                 f"   data: papers {timings.papers_seconds:.1f}s, tagging {timings.tagging_seconds:.1f}s, "
                 f"subscribers {timings.subscribers_seconds:.1f}s"
             )
-            for name, smtp in (("build", None), ("deliver", sink)):
-                _pipeline_phase(report, name=name, workers=workers, size=size, papers=papers, smtp=smtp)
+            # "deliver+rate": the same run with NEWSLETTER_SEND_RATE far above what the machine does, so
+            # only the limiter's own cost shows (a Redis round trip per batch of permits).
+            runs = [("build", None, {}), ("deliver", sink, {})]
+            if send_rate:
+                runs.append(("deliver+rate", sink, {"NEWSLETTER_SEND_RATE": send_rate}))
+            for name, smtp, extra_env in runs:
+                _pipeline_phase(
+                    report,
+                    name=name,
+                    workers=workers,
+                    size=size,
+                    papers=papers,
+                    smtp=smtp,
+                    extra_env=extra_env,
+                )
                 log(_phase_line(report.phases[-1]))
             # The same list again, right after, now with 30% of the readers having rated 20 papers
             # and a fitted model: the cost of learning, measured in the same run as the figures above.

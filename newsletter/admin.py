@@ -2,7 +2,16 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from newsletter.models import Delivery, DeliveryItem, EmailEvent, Subscriber, Suppression
+from newsletter.models import (
+    Delivery,
+    DeliveryItem,
+    EmailEvent,
+    SendingPause,
+    Subscriber,
+    Suppression,
+    WarmupDay,
+)
+from newsletter.services.brake import brake_release
 from newsletter.services.operator import (
     deliveries_resend,
     digest_test_send,
@@ -11,7 +20,7 @@ from newsletter.services.operator import (
     subscribers_suppress,
     subscribers_unsuppress,
 )
-from newsletter.tasks import send_digest_chunk
+from newsletter.tasks import send_digest_chunk, sweep_deliveries
 
 
 @admin.register(Subscriber)
@@ -114,3 +123,43 @@ class EmailEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+@admin.register(SendingPause)
+class SendingPauseAdmin(admin.ModelAdmin):
+    """The brake's pauses: open ones stop all sending until resumed here."""
+
+    list_display = ["started_at", "is_open", "reason", "events", "sent", "resumed_at", "resumed_by"]
+    list_filter = ["is_open"]
+    actions = ["resume"]
+
+    @admin.action(description="Resume sending (close the selected pauses)")
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        closed = brake_release(
+            pause_ids=list(queryset.values_list("id", flat=True)), by=request.user.get_username()
+        )
+        if closed:
+            # The sweeper queues the deliveries that waited; run it now rather than within a minute.
+            sweep_deliveries.delay_on_commit()
+        self.message_user(request, f"Resumed sending ({closed} pause(s) closed).")
+
+    readonly_fields = [
+        "started_at",
+        "reason",
+        "rate",
+        "limit",
+        "events",
+        "sent",
+        "is_open",
+        "resumed_at",
+        "resumed_by",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(WarmupDay)
+class WarmupDayAdmin(admin.ModelAdmin):
+    list_display = ["day", "cap", "used", "troubled"]
+    ordering = ["-day"]

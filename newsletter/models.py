@@ -262,3 +262,45 @@ class ReaderModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscriber_id} ({self.kind}, {self.ratings} ratings)"
+
+
+class SendingPause(models.Model):
+    """The brake (newsletter.services.brake): while a pause is open (not resumed), nothing is sent and
+    deliveries wait in PENDING. Kept after the resume as the record of what happened."""
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(max_length=300)
+    # The numbers that tripped it: the rate, its window's counts, and the limit it passed.
+    rate = models.FloatField()
+    limit = models.FloatField()
+    events = models.PositiveIntegerField()
+    sent = models.PositiveIntegerField()
+    is_open = models.BooleanField(default=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    resumed_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            # At most one open pause: two brake checks at once cannot both trip it.
+            models.UniqueConstraint(
+                fields=["is_open"], condition=models.Q(is_open=True), name="one_open_sending_pause"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.started_at:%Y-%m-%d %H:%M} {self.reason}"
+
+
+class WarmupDay(models.Model):
+    """Warm-up of a new sending domain (newsletter.services.warmup): the cap of one UTC day and the
+    emails counted against it. The next sending day's cap doubles unless `troubled`."""
+
+    day = models.DateField(unique=True)
+    cap = models.PositiveIntegerField()
+    used = models.PositiveIntegerField(default=0)
+    # The relay pushed back or the brake tripped that day: the cap does not grow after it.
+    troubled = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.used}/{self.cap}"

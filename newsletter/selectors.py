@@ -25,6 +25,7 @@ from newsletter.models import (
     EmailEvent,
     Feedback,
     ReaderModel,
+    SendingPause,
     Subscriber,
     Suppression,
 )
@@ -350,3 +351,8 @@ def stats_per_day(*, days: int, today: date) -> list[DayStats]:
             )
         )
     return out
+
+
+def sending_pause_active() -> SendingPause | None:
+    """The open pause of the brake (newsletter.services.brake), if sending is paused."""
+    return SendingPause.objects.filter(is_open=True).first()

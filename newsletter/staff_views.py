@@ -8,6 +8,8 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from newsletter.selectors import RATE_LIMIT_LINE, DayStats, stats_per_day, stats_subscribers
+from newsletter.services.sendrate import send_rate_status
+from newsletter.services.warmup import warmup_status
 from newsletter.stats_charts import chart_deliveries, chart_papers, chart_rates, chart_subscribers
 from papers.selectors import stats_feeds
 
@@ -30,6 +32,8 @@ def stats(request: HttpRequest) -> HttpResponse:
         "active_days": [d for d in reversed(days) if any(d.__dict__[k] for k in d.__dict__ if k != "day")],
         "totals": totals,
         "rate_limit": RATE_LIMIT_LINE,
+        "send_rate": send_rate_status(),
+        "warmup": warmup_status(),
         "feeds": stats_feeds(),
         "charts": [
             ("deliveries", chart_deliveries(days), "Digests sent and failed per day"),

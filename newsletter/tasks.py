@@ -17,6 +17,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from newsletter.selectors import Preferences
+from newsletter.services.bounces import bounce_mailbox_process
+from newsletter.services.brake import brake_check
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import deliveries_sweep, digests_dispatch_iter
 from newsletter.services.events import event_process
@@ -127,3 +129,16 @@ def process_email_event(event_id: int) -> None:
 @shared_task(autoretry_for=(OperationalError,), retry_backoff=RETRY_BACKOFF, max_retries=5)
 def fit_reader_model(subscriber_id: int) -> None:
     reader_model_fit(subscriber_id=subscriber_id)
+
+
+@shared_task
+def check_sending_brake() -> None:
+    """Beat entry point: pause sending when complaints or hard bounces pass their limits."""
+    brake_check()
+
+
+# Beat runs it every few minutes; a run that fails (mailbox or database away) leaves the messages in
+# place for the next one, so no retry of its own.
+@shared_task
+def process_bounce_mailbox() -> None:
+    bounce_mailbox_process()

@@ -15,5 +15,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+if [ ! -x /usr/sbin/dovecot ]; then
+  echo "Installing Debian's dovecot-imapd for the bounce-mailbox tests (a throwaway server per test) ..."
+  as_root apt-get update -qq
+  # Only the binaries: the tests start their own instance; the package's system service is not needed.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+fi
+
 make --no-print-directory lint  # ruff check, ruff format --check, lint-imports (the layers in pyproject.toml)
 .venv/bin/python -m pytest "$@"

@@ -1,5 +1,5 @@
 """Real servers for tests and the benchmark: a free port, an HTTP server in a thread, a recording
-SMTP server (aiosmtpd).
+SMTP server (aiosmtpd), a throwaway Dovecot IMAP server.
 
 The benchmark (bench/runner.py) imports this module too; it must stay free of pytest and Django.
 """
@@ -7,8 +7,14 @@ The benchmark (bench/runner.py) imports this module too; it must stay free of py
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +23,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -41,10 +48,13 @@ def http_serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Received:
-    """One accepted message: the envelope recipients and the raw content."""
+    """One accepted message: the envelope recipients, the raw content, and when it was accepted
+    (time.monotonic() of this process), plus the envelope sender."""
 
     rcpt_tos: list[str]
     content: bytes
+    arrived_at: float = 0.0
+    mail_from: str = ""
 
 
 class RecordingSMTPServer:
@@ -54,6 +64,8 @@ class RecordingSMTPServer:
     - `data_replies` are answers for the next DATA commands, one each (e.g. "451 4.3.0 try later"),
       before it accepts again.
     - `delay` slows every DATA down by that many seconds.
+    - `busy_until` (a time.monotonic() value): until then every DATA is answered `busy_reply`
+      (421 "too many messages, slow down"), counted in `busy_answers`.
     - `stop()` and `start()` again take it down and bring it back on the same port.
     - `keep=False` only counts messages (`count`), for runs too large to hold them all.
 
@@ -72,6 +84,9 @@ class RecordingSMTPServer:
         self.refuse: dict[str, str] = {}
         self.data_replies: list[str] = []
         self.delay = 0.0
+        self.busy_until = 0.0
+        self.busy_reply = "421 4.7.0 Too many messages, slow down"
+        self.busy_answers = 0
         # The native id of the event loop thread, so a benchmark can charge that thread's CPU time.
         self.thread_id = 0
         self._controller = None
@@ -141,7 +156,131 @@ class _Handler:
             return "421 4.4.2 client went away"
         if server.data_replies:
             return server.data_replies.pop(0)
+        if time.monotonic() < server.busy_until:
+            server.busy_answers += 1
+            return server.busy_reply
         server.count += 1
         if server.keep:
-            server.messages.append(Received(list(envelope.rcpt_tos), envelope.content))
+            server.messages.append(
+                Received(
+                    list(envelope.rcpt_tos), envelope.content, time.monotonic(), envelope.mail_from or ""
+                )
+            )
         return "250 2.0.0 Accepted"
+
+
+class DovecotServer:
+    """A throwaway Dovecot IMAP server on a free port of 127.0.0.1 (Debian's dovecot-imapd), any user
+    name with password `password`, mail in Maildirs under a temporary directory.
+
+    Its own configuration, sockets, state and log: it touches nothing of a system Dovecot. Run as
+    root, its login and mail processes take the package's unprivileged users (Dovecot refuses to run
+    them as root); otherwise everything runs as the current user.
+    """
+
+    BINARY = "/usr/sbin/dovecot"
+    password = "password"
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.root = Path(tempfile.mkdtemp(prefix="dovecot-test-"))
+        self.process: subprocess.Popen | None = None
+
+    @classmethod
+    def available(cls) -> bool:
+        return Path(cls.BINARY).exists()
+
+    def _config(self) -> str:
+        if os.getuid() == 0:
+            internal, login = "dovecot", "dovenull"
+            uid, gid = pwd.getpwnam("dovecot").pw_uid, pwd.getpwnam("dovecot").pw_gid
+        else:
+            internal = login = pwd.getpwuid(os.getuid()).pw_name
+            uid, gid = os.getuid(), os.getgid()
+        mail = self.root / "mail"
+        mail.mkdir()
+        os.chown(mail, uid, gid)
+        self.root.chmod(0o755)  # the mail processes' user must reach mail/
+        return f"""
+base_dir = {self.root}/run
+state_dir = {self.root}/state
+log_path = {self.root}/dovecot.log
+instance_name = test-{self.port}
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_internal_user = {internal}
+default_internal_group = {internal}
+default_login_user = {login}
+first_valid_uid = 0
+mail_location = maildir:{mail}/%u
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+passdb {{
+  driver = static
+  args = password={self.password}
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={mail}/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+    def start(self) -> DovecotServer:
+        config = self.root / "dovecot.conf"
+        config.write_text(self._config())
+        self.process = subprocess.Popen(
+            [self.BINARY, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex((self.host, self.port)) == 0:
+                    return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"dovecot did not start: {self.log()}")
+
+    def url(self, user: str, folder: str = "INBOX") -> str:
+        return f"imap://{user}:{self.password}@{self.host}:{self.port}/{folder}"
+
+    def log(self) -> str:
+        path = self.root / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> DovecotServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -169,10 +169,45 @@ NEWSLETTER_MAX_ATTEMPTS = env.int("NEWSLETTER_MAX_ATTEMPTS", default=8)
 NEWSLETTER_ASYNC_COMMIT_OUTCOMES = env.bool("NEWSLETTER_ASYNC_COMMIT_OUTCOMES", default=True)
 NEWSLETTER_FIRST_DIGEST_WINDOW = timedelta(days=env.int("NEWSLETTER_FIRST_DIGEST_WINDOW_DAYS", default=7))
 
+# --- Deliverability (README "Deliverability") ---------------------------------------------------
+# One send rate for every worker process and machine ("14/s", "50000/h"; empty = unlimited, and then
+# the limiter costs nothing). Enforced by a token bucket in Redis (newsletter.services.sendrate).
+NEWSLETTER_SEND_RATE = env("NEWSLETTER_SEND_RATE", default="")
+# Optional per-domain rates on top of it, for self-hosted SMTP: "gmail.com=5/s,yahoo.com=2/s".
+NEWSLETTER_DOMAIN_RATES = env("NEWSLETTER_DOMAIN_RATES", default="")
+# After the relay pushes back (421, 4xx "slow down", an ESP's 429) the shared rate halves; it climbs
+# back to the configured rate linearly over this many seconds (additive increase).
+NEWSLETTER_RATE_RECOVERY_SECONDS = env.int("NEWSLETTER_RATE_RECOVERY_SECONDS", default=300)
+# A chunk sleeps (renewing its claim) for a permit at most this long at a time; a longer wait puts the
+# rest of the chunk back to PENDING with that retry time instead of holding the claim.
+NEWSLETTER_PERMIT_MAX_WAIT_SECONDS = env.float("NEWSLETTER_PERMIT_MAX_WAIT_SECONDS", default=10.0)
+# Warm-up of a new sending domain: the first day's cap (e.g. 200), doubled after each sending day
+# without problems (throttling, brake); empty = no cap. Digests over the cap wait for the next UTC day.
+NEWSLETTER_WARMUP = int(env("NEWSLETTER_WARMUP", default="") or 0) or None
+# VERP: digests go out with the envelope sender bounces+<signed token>@<domain> of this address
+# (e.g. "bounces@digest.example.org"), so a bounce names its subscriber. Empty = DEFAULT_FROM_EMAIL.
+NEWSLETTER_BOUNCE_ADDRESS = env("NEWSLETTER_BOUNCE_ADDRESS", default="")
+# The mailbox the bounces arrive in: imaps://user:pass@host[:993][/FOLDER], imap://... (STARTTLS is
+# not attempted: use it only on localhost), or maildir:///path. Read by beat every few minutes.
+NEWSLETTER_BOUNCE_MAILBOX = env("NEWSLETTER_BOUNCE_MAILBOX", default="")
+NEWSLETTER_BOUNCE_CHECK_MINUTES = env.int("NEWSLETTER_BOUNCE_CHECK_MINUTES", default=5)
+# The brake: sending pauses when, since the last resume, the spam complaint rate of 7 days passes the
+# first (Gmail and Yahoo block above 0.3%) or the hard-bounce rate of 24 hours passes the second, each
+# only once at least NEWSLETTER_BRAKE_MIN_SENT digests were sent in its window (1 of 10 is no signal).
+NEWSLETTER_MAX_COMPLAINT_RATE = env.float("NEWSLETTER_MAX_COMPLAINT_RATE", default=0.003)
+NEWSLETTER_MAX_BOUNCE_RATE = env.float("NEWSLETTER_MAX_BOUNCE_RATE", default=0.05)
+NEWSLETTER_BRAKE_MIN_SENT = env.int("NEWSLETTER_BRAKE_MIN_SENT", default=1000)
+NEWSLETTER_BRAKE_CHECK_SECONDS = env.int("NEWSLETTER_BRAKE_CHECK_SECONDS", default=60)
+
 # --- Celery ----------------------------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # The broker only carries ids; the database is the source of truth, so losing the queue loses nothing.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# The send-rate limiter's Redis (every worker must share it); the broker's when that is Redis.
+NEWSLETTER_LIMITER_REDIS_URL = env(
+    "NEWSLETTER_LIMITER_REDIS_URL",
+    default=CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else REDIS_URL,
+)
 # No result backend: tasks record their outcome in the database rows they work on.
 CELERY_TASK_IGNORE_RESULT = True
 # Tasks are idempotent (claim-by-status), so a task whose worker dies is redelivered, not lost.
@@ -213,6 +248,14 @@ CELERY_BEAT_SCHEDULE = {
     "expire-pending-subscribers": {
         "task": "newsletter.tasks.expire_pending_subscribers",
         "schedule": timedelta(hours=1),
+    },
+    "check-sending-brake": {
+        "task": "newsletter.tasks.check_sending_brake",
+        "schedule": timedelta(seconds=NEWSLETTER_BRAKE_CHECK_SECONDS),
+    },
+    "process-bounce-mailbox": {
+        "task": "newsletter.tasks.process_bounce_mailbox",
+        "schedule": timedelta(minutes=NEWSLETTER_BOUNCE_CHECK_MINUTES),
     },
     "fetch-due-feeds": {
         "task": "papers.tasks.fetch_due_feeds",

@@ -12,6 +12,7 @@ DATABASES = {
     "default": env.db("BENCH_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/paper_digest_bench"),
 }
 CELERY_BROKER_URL = env("BENCH_REDIS_URL", default="redis://127.0.0.1:6379/14")
+NEWSLETTER_LIMITER_REDIS_URL = CELERY_BROKER_URL
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SITE_URL = "https://digest.example.org"
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="bench.backends.SerializeOnlyBackend")

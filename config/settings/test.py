@@ -15,6 +15,7 @@ SITE_URL = "https://digest.example.org"
 ALLOWED_HOSTS = ["*"]
 # A database of its own on the shared Redis, so tests never touch a running dev worker's queue.
 CELERY_BROKER_URL = env("TEST_REDIS_URL", default="redis://127.0.0.1:6379/13")
+NEWSLETTER_LIMITER_REDIS_URL = CELERY_BROKER_URL
 # Tasks run in-process unless a test starts a real worker (tests/integration).
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -17,11 +17,12 @@ atomic claim makes a duplicate task harmless.
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
@@ -31,10 +32,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from newsletter.models import Delivery, Subscriber
+from newsletter.selectors import sending_pause_active
 from newsletter.services.addresses import emails_suppressed
 from newsletter.services.digest import DeliveryPicks, digests_build
 from newsletter.services.outcomes import Outcome, OutcomeRecorder, outcome_writes, retry_delay
 from newsletter.services.render import PaperRowCache, digest_email
+from newsletter.services.sendrate import SendPacer, pacer_for_chunk
+from newsletter.services.warmup import warmup_admit, warmup_return, warmup_trouble
 
 logger = logging.getLogger("newsletter.delivery")
 
@@ -63,13 +67,27 @@ class SendResult:
     deferred: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     retry_at: datetime | None = None  # when the deferred ones are due again (the task's countdown)
+    # Held back by the warm-up cap until the next day: the sweeper queues them then, not the task.
+    waiting: list[int] = field(default_factory=list)
+    paused: bool = False  # the brake is on: nothing was claimed
 
 
 class SendError(Exception):
-    def __init__(self, message: str, *, permanent: bool, connection_lost: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, connection_lost: bool = False, throttled: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.connection_lost = connection_lost
+        self.throttled = throttled  # the relay wants us slower (services/sendrate.py cuts the rate)
+
+
+# 421 is "service busy, closing"; other 4xx count when their text says slow down.
+_THROTTLING = re.compile(r"\brate\b|throttl|slow down|too many|too fast|volume|limit exceeded", re.IGNORECASE)
+
+
+def is_throttling(code: int, message: str) -> bool:
+    return code == 421 or (400 <= code < 500 and bool(_THROTTLING.search(message)))
 
 
 def classify_send_error(exc: Exception) -> SendError:
@@ -80,11 +98,18 @@ def classify_send_error(exc: Exception) -> SendError:
             f"{code} {msg.decode(errors='replace') if isinstance(msg, bytes) else msg}"
             for code, msg in exc.recipients.values()
         )
-        return SendError(f"recipient refused: {detail}", permanent=all(500 <= c < 600 for c in codes))
+        return SendError(
+            f"recipient refused: {detail}",
+            permanent=all(500 <= c < 600 for c in codes),
+            throttled=any(is_throttling(c, detail) for c in codes),
+        )
     if isinstance(exc, smtplib.SMTPSenderRefused):
         # Our own sender address refused: a configuration problem, not this recipient's. Retry.
         return SendError(
-            f"sender refused: {exc.smtp_code} {exc.smtp_error!r}", permanent=False, connection_lost=True
+            f"sender refused: {exc.smtp_code} {exc.smtp_error!r}",
+            permanent=False,
+            connection_lost=True,
+            throttled=is_throttling(exc.smtp_code, str(exc.smtp_error)),
         )
     if isinstance(exc, smtplib.SMTPResponseException):
         message = (
@@ -92,13 +117,23 @@ def classify_send_error(exc: Exception) -> SendError:
             if isinstance(exc.smtp_error, bytes)
             else str(exc.smtp_error)
         )
-        return SendError(f"SMTP {exc.smtp_code} {message}", permanent=500 <= exc.smtp_code < 600)
+        return SendError(
+            f"SMTP {exc.smtp_code} {message}",
+            permanent=500 <= exc.smtp_code < 600,
+            throttled=is_throttling(exc.smtp_code, message),
+        )
     if isinstance(exc, AnymailRecipientsRefused):
         return SendError(f"recipient refused by ESP: {exc}", permanent=True)
     if isinstance(exc, AnymailAPIError):
         status = exc.status_code
-        temporary = status is None or status >= 500 or status == 429
-        return SendError(f"ESP API error {status}: {exc}", permanent=not temporary, connection_lost=temporary)
+        throttled = status == 429 or bool(re.search(r"throttl|rate exceeded", str(exc), re.IGNORECASE))
+        temporary = status is None or status >= 500 or throttled
+        return SendError(
+            f"ESP API error {status}: {exc}",
+            permanent=not temporary,
+            connection_lost=temporary,
+            throttled=throttled,
+        )
     return SendError(f"{type(exc).__name__}: {exc}", permanent=False, connection_lost=True)
 
 
@@ -112,19 +147,39 @@ def deliveries_send(*, delivery_ids: Sequence[int], now: datetime | None = None)
     """
     now = now or timezone.now()
     result = SendResult()
+    # Brake hook (services/brake.py): while sending is paused nothing is claimed; all stays PENDING.
+    if sending_pause_active() is not None:
+        result.paused = True
+        return result
     claimed = deliveries_claim(delivery_ids=delivery_ids, now=now)
     if not claimed:
         return result
+    # Warm-up hook (services/warmup.py): only today's allowance goes out, oldest first.
+    admission = warmup_admit(deliveries=claimed, now=now)
+    if admission.retry_at is not None:
+        result.deferred += admission.held_back
+        result.retry_at = admission.retry_at
+    else:
+        result.waiting += admission.held_back
+    try:
+        _send_admitted(admission.admitted, result, now)
+    finally:
+        warmup_return(admission=admission, sent=len(result.sent))
+    return result
+
+
+def _send_admitted(claimed: list[Delivery], result: SendResult, now: datetime) -> None:
+    if not claimed:
+        return
     try:
         outgoing = _build(claimed, result, now)
     except DatabaseError as exc:
         recorder = OutcomeRecorder(chunk_ids=[d.pk for d in claimed], first_error=exc)
         recorder.recover(release=[d.pk for d in claimed])
         result.deferred += [d.pk for d in claimed if d.pk not in result.skipped]
-        return result
+        return
     if outgoing:
         _send_all(outgoing, result)
-    return result
 
 
 def _build(claimed: list[Delivery], result: SendResult, now: datetime) -> list[Outgoing]:
@@ -184,11 +239,16 @@ def _send_all(outgoing: list[Outgoing], result: SendResult) -> None:
 def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult, recorder: OutcomeRecorder) -> int:
     """Send over one SMTP session, recording each outcome; returns how many emails were attempted."""
     connection = get_connection()
+    pacer = pacer_for_chunk()  # None without NEWSLETTER_SEND_RATE: no limiter, no Redis call
     try:
         for index, item in enumerate(outgoing):
             if recorder.broken:
                 return index
-            recorder.renew_lease([rest.delivery.pk for rest in outgoing[index:]])
+            rest_ids = [rest.delivery.pk for rest in outgoing[index:]]
+            recorder.renew_lease(rest_ids)
+            # Send-rate hook (services/sendrate.py): hold a permit, or put the rest of the chunk off.
+            if pacer is not None and not _paced(pacer, item, rest_ids, result, recorder):
+                return len(outgoing) if not recorder.broken else index
             delivery, message = item.delivery, item.message
             started = time.monotonic()
             try:
@@ -199,6 +259,8 @@ def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult, reco
             except Exception as exc:  # classified below; nothing is swallowed silently
                 error = classify_send_error(exc)
                 _log_attempt(delivery, "failed" if error.permanent else "deferred", started, str(error))
+                if error.throttled and pacer is not None and pacer.slow_down(reason=str(error)):
+                    warmup_trouble()  # a day the relay pushed back: the warm-up cap does not grow
                 _record_failure(delivery, error, result, recorder)
                 if error.connection_lost:
                     connection.close()
@@ -215,6 +277,21 @@ def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult, reco
         return len(outgoing)
     finally:
         connection.close()
+
+
+def _paced(
+    pacer: SendPacer, item: Outgoing, rest_ids: list[int], result: SendResult, recorder: OutcomeRecorder
+) -> bool:
+    """Wait for a permit (renewing the lease); False when the rest of the chunk was put off instead."""
+    email = item.delivery.subscriber.email
+    retry_in = pacer.wait(recipient=email, renew=lambda: recorder.renew_lease(rest_ids))
+    if retry_in is None:
+        return True
+    due = timezone.now() + timedelta(seconds=retry_in)
+    if recorder.postpone(rest_ids, until=due, reason="waiting for the send rate"):
+        result.deferred += rest_ids
+        result.retry_at = max(result.retry_at or due, due)
+    return False
 
 
 def _record_failure(

@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from newsletter.models import Delivery, Subscriber
-from newsletter.selectors import subscribers_due
+from newsletter.selectors import sending_pause_active, subscribers_due
 from newsletter.services.schedule import period_key, subscriber_send_after_digest, window_start
 
 logger = logging.getLogger("newsletter.dispatch")
@@ -130,7 +130,8 @@ def deliveries_sweep(*, now: datetime | None = None, chunk_size: int | None = No
     SENDING whose lease ran out (NEWSLETTER_CLAIM_LEASE, renewed while a worker sends): the worker
     died mid-chunk; back to PENDING (or FAILED when out of attempts). PENDING whose task should have
     run more than NEWSLETTER_STALE_PENDING ago: the task was lost (broker restarted, queueing
-    failed); queue it again. Both queries use the partial index on unfinished deliveries.
+    failed); queue it again, unless the brake paused sending. Both queries use the partial index on
+    unfinished deliveries.
     Returns the id chunks to queue.
     """
     now = now or timezone.now()
@@ -146,6 +147,9 @@ def deliveries_sweep(*, now: datetime | None = None, chunk_size: int | None = No
         stale.update(
             status=Delivery.Status.PENDING, queued_at=None, last_error="worker lost while sending; re-driven"
         )
+        if sending_pause_active() is not None:
+            # Brake hook (services/brake.py): paused deliveries stay PENDING, queued again on resume.
+            return []
         never_picked_up = Q(queued_at__isnull=True) | Q(queued_at__lt=now - settings.NEWSLETTER_STALE_PENDING)
         lost = list(
             Delivery.objects.select_for_update(skip_locked=True)

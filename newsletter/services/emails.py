@@ -23,6 +23,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from premailer import Premailer
 
+from newsletter.services.verp import verp_address
+
 logger = logging.getLogger(__name__)
 
 
@@ -113,8 +115,10 @@ def build_email(
     unsubscribe_url: str | None = None,
     html: bool = True,
     rendered: RenderedEmail | None = None,
+    bounce_id: int | None = None,
 ) -> ListEmail:
-    """Render and assemble one email. `unsubscribe_url` marks it as list mail (digests)."""
+    """Render and assemble one email. `unsubscribe_url` marks it as list mail (digests); `bounce_id`
+    (the subscriber's id) gives it a VERP envelope sender when NEWSLETTER_BOUNCE_ADDRESS is set."""
     if rendered is None:
         rendered = render_email(template_prefix, context, html=html)
     headers = {
@@ -126,10 +130,14 @@ def build_email(
     if unsubscribe_url:
         headers["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    envelope = verp_address(subscriber_id=bounce_id) if bounce_id is not None else None
+    if envelope:
+        # Django takes the envelope sender from from_email and the From header from here.
+        headers["From"] = settings.DEFAULT_FROM_EMAIL
     message = ListEmail(
         subject=rendered.subject,
         body=rendered.text,
-        from_email=settings.DEFAULT_FROM_EMAIL,
+        from_email=envelope or settings.DEFAULT_FROM_EMAIL,
         to=[to],
         headers=headers,
     )

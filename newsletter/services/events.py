@@ -1,4 +1,6 @@
 """ESP tracking events (django-anymail webhooks): bounces, complaints, unsubscribes, rejections.
+The bounce mailbox (bounces.py) stores its bounces through `event_insert` and `event_process` too, so
+both paths apply the same rules (`bounce_apply`).
 
 The webhook answers fast: `event_store` only inserts the event (unique by event id, so an ESP's
 retries are harmless) and queues `event_process` in Celery, which applies the consequences:
@@ -14,7 +16,7 @@ import hashlib
 import json
 import logging
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from anymail.signals import AnymailTrackingEvent, EventType
 from django.db import IntegrityError, transaction
@@ -67,19 +69,43 @@ def event_store(*, event: AnymailTrackingEvent, esp_name: str) -> EmailEvent | N
     if event.event_type not in HANDLED or not event.recipient:
         return None
     kind = bounce_kind(event) if event.event_type in (EventType.BOUNCED, EventType.DEFERRED) else ""
+    return event_insert(
+        event_id=_event_id(event, esp_name),
+        event_type=event.event_type,
+        email=event.recipient,
+        message_id=event.message_id or "",
+        esp_name=esp_name,
+        timestamp=event.timestamp,
+        description=event.description or event.mta_response or "",
+        bounce_kind=kind,
+    )
+
+
+def event_insert(
+    *,
+    event_id: str,
+    event_type: str,
+    email: str,
+    message_id: str,
+    esp_name: str,
+    timestamp: datetime | None,
+    description: str,
+    bounce_kind: str = "",
+) -> EmailEvent | None:
+    """Store an event once (ESP webhooks, the bounce mailbox); None if its id was stored before."""
     try:
         with transaction.atomic():
             return EmailEvent.objects.create(
-                event_id=_event_id(event, esp_name),
-                event_type=event.event_type,
+                event_id=event_id[:255],
+                event_type=event_type,
                 # The spelling the subscriber rows use (IDN domains in ASCII form), so an event for
                 # "Ann@Bücher.example" suppresses the row stored as "ann@xn--bcher-kva.example".
-                email=email_key(event.recipient),
-                message_id=(event.message_id or "")[:255],
+                email=email_key(email),
+                message_id=message_id[:255],
                 esp_name=esp_name[:32],
-                timestamp=event.timestamp,
-                description=(event.description or event.mta_response or "")[:500],
-                bounce_kind=kind,
+                timestamp=timestamp,
+                description=description[:500],
+                bounce_kind=bounce_kind,
             )
     except IntegrityError:
         return None
@@ -99,11 +125,7 @@ def event_process(*, event_id: int) -> None:
 def _apply(event: EmailEvent) -> None:
     email = event.email
     if event.event_type in (EventType.BOUNCED, EventType.DEFERRED):
-        _mark_bounced(email)
-        if event.bounce_kind == "hard":
-            address_suppress(email=email, reason=Suppression.Reason.HARD_BOUNCE, detail=event.description)
-        elif _soft_bounces(email) >= SOFT_BOUNCE_LIMIT:
-            address_suppress(email=email, reason=Suppression.Reason.SOFT_BOUNCES, detail=event.description)
+        bounce_apply(email=email, kind=event.bounce_kind, detail=event.description)
     elif event.event_type == EventType.COMPLAINED:
         address_suppress(email=email, reason=Suppression.Reason.COMPLAINT, detail=event.description)
         address_unsubscribe(email=email)
@@ -112,6 +134,17 @@ def _apply(event: EmailEvent) -> None:
         address_unsubscribe(email=email)
     elif event.event_type == EventType.REJECTED:
         address_suppress(email=email, reason=Suppression.Reason.REJECTED, detail=event.description)
+
+
+def bounce_apply(*, email: str, kind: str, detail: str) -> None:
+    """The suppression rules for a bounce, whoever reported it (ESP webhook or bounce mailbox): a hard
+    bounce suppresses at once, soft ones after SOFT_BOUNCE_LIMIT within SOFT_BOUNCE_DAYS (counted from
+    the stored events, this one included)."""
+    _mark_bounced(email)
+    if kind == "hard":
+        address_suppress(email=email, reason=Suppression.Reason.HARD_BOUNCE, detail=detail)
+    elif _soft_bounces(email) >= SOFT_BOUNCE_LIMIT:
+        address_suppress(email=email, reason=Suppression.Reason.SOFT_BOUNCES, detail=detail)
 
 
 def _soft_bounces(email: str) -> int:

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db import connection as db_connection
+from django.db.models import F
 from django.utils import timezone
 
 from newsletter.models import Delivery
@@ -112,6 +113,16 @@ class OutcomeRecorder:
             logger.error("lease not renewed, chunk=%s..%s: %s", min(self.chunk_ids), max(self.chunk_ids), exc)
         self._renewed = time.monotonic()
 
+    def postpone(self, delivery_ids: Sequence[int], *, until: datetime, reason: str) -> bool:
+        """deliveries_postpone for the rest of the chunk; False (and broken) if the database failed."""
+        try:
+            deliveries_postpone(delivery_ids=delivery_ids, until=until, reason=reason)
+        except DatabaseError as exc:
+            self.first_error = exc
+            logger.error("postpone failed, chunk=%s..%s: %s", min(self.chunk_ids), max(self.chunk_ids), exc)
+            return False
+        return True
+
     def recover(self, *, release: Sequence[int], sleep: Callable[[float], None] = time.sleep) -> None:
         """Write the kept outcomes and hand back the deliveries never attempted (`release`), after
         reconnecting. Retries with backoff for at most half a lease (the claim was renewed at most a
@@ -178,6 +189,14 @@ def _write(outcome: Outcome) -> None:
     if outcome.queued_at is not None:
         changes["queued_at"] = outcome.queued_at
     Delivery.objects.filter(pk=outcome.delivery_id, status=Delivery.Status.SENDING).update(**changes)
+
+
+def deliveries_postpone(*, delivery_ids: Sequence[int], until: datetime, reason: str) -> None:
+    """Claimed but never attempted (the send rate, the warm-up cap): back to PENDING, due at `until`
+    (the sweeper counts from there). Waiting is not a failed attempt, so the claim's is handed back."""
+    Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.SENDING).update(
+        status=Delivery.Status.PENDING, queued_at=until, last_error=reason, attempts=F("attempts") - 1
+    )
 
 
 def _release(delivery_ids: Sequence[int]) -> None:

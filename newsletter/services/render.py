@@ -173,14 +173,24 @@ def digest_email(
     unsubscribe_url = None if test else values["unsubscribe_url"]
     if not picks:
         return build_email(
-            "empty", to=to or subscriber.email, context=values, unsubscribe_url=unsubscribe_url, html=html
+            "empty",
+            to=to or subscriber.email,
+            context=values,
+            unsubscribe_url=unsubscribe_url,
+            html=html,
+            bounce_id=None if to else subscriber.pk,
         )
     items = (rows or PaperRowCache()).rows(picks, subscriber=subscriber)
     rendered = digest_render(items=items, values=values, html=html)
     if test:
         rendered = replace(rendered, subject=f"[Test] {rendered.subject}")
     return build_email(
-        "digest", to=to or subscriber.email, context={}, unsubscribe_url=unsubscribe_url, rendered=rendered
+        "digest",
+        to=to or subscriber.email,
+        context={},
+        unsubscribe_url=unsubscribe_url,
+        rendered=rendered,
+        bounce_id=None if to else subscriber.pk,
     )
 
 

@@ -289,7 +289,7 @@ def subscriber_email_send(*, subscriber_id: int, kind: EmailKind) -> bool:
         "site_url": settings.SITE_URL,
         "confirm_days": settings.NEWSLETTER_CONFIRM_MAX_AGE.days,
     }
-    message = build_email(str(kind), to=subscriber.email, context=context)
+    message = build_email(str(kind), to=subscriber.email, context=context, bounce_id=subscriber.pk)
     with get_connection() as connection:
         connection.send_messages([message])
     logger.info("sent %s email subscriber=%s", kind, subscriber.pk)

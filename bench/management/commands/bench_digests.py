@@ -31,6 +31,12 @@ class Command(BaseCommand):
             default="auto",
             help="SMTP server receiving the digests: Postfix's smtp-sink if installed (auto), or aiosmtpd.",
         )
+        parser.add_argument(
+            "--send-rate",
+            default="100000/s",
+            help="Also deliver with this NEWSLETTER_SEND_RATE (far above capacity: the limiter's cost); "
+            "empty to skip.",
+        )
         parser.add_argument("--json", action="store_true", help="Print JSON instead of the table.")
         parser.add_argument("--out", default="bench/results", help="Directory for the JSON and PNG files.")
 
@@ -46,6 +52,7 @@ class Command(BaseCommand):
             scale_out_at=options["scale_out_at"],
             seed=options["seed"],
             sink=options["sink"],
+            send_rate=options["send_rate"],
             log=(lambda line: self.stderr.write(line)),
         )
         out = Path(options["out"])

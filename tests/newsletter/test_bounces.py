@@ -1,0 +1,198 @@
+"""Bounces without an ESP (newsletter.services.bounces, verp): the signed envelope sender, reading
+reports and auto-replies, the webhooks' suppression rules, a Maildir and a real Dovecot IMAP server."""
+
+from __future__ import annotations
+
+import mailbox
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.core import signing
+from imapclient import IMAPClient
+
+from newsletter.models import EmailEvent, Subscriber, Suppression
+from newsletter.services.bounces import bounce_handle, bounce_mailbox_process, bounce_parse
+from newsletter.services.emails import build_email
+from newsletter.services.verp import SALT, verp_address, verp_subscriber_id
+from tests.conftest import FIXTURES
+from tests.factories import SubscriberFactory
+from tests.support import DovecotServer
+
+pytestmark = pytest.mark.django_db
+
+BOUNCES = FIXTURES / "bounces"
+
+
+@pytest.fixture(autouse=True)
+def verp(settings) -> None:
+    settings.NEWSLETTER_BOUNCE_ADDRESS = "bounces@digest.example.org"
+
+
+def report(name: str, subscriber: Subscriber | None = None, *, message_id: str | None = None) -> bytes:
+    text = (BOUNCES / name).read_bytes()
+    if subscriber is not None:
+        text = text.replace(b"{verp}", verp_address(subscriber_id=subscriber.pk).encode())
+        text = text.replace(b"{to}", subscriber.email.encode())
+    if message_id is not None:
+        text = text.replace(b"SOFT-ID", message_id.encode())
+    return text
+
+
+def suppressed() -> dict[str, str]:
+    return dict(Suppression.objects.values_list("email", "reason"))
+
+
+# --- VERP ----------------------------------------------------------------------------------------
+
+
+def test_digest_envelope_sender_names_the_subscriber_and_from_is_unchanged(settings) -> None:
+    subscriber = SubscriberFactory()
+    message = build_email(
+        "confirm", to=subscriber.email, context={"confirm_url": "https://x/"}, bounce_id=subscriber.pk
+    )
+    local, _, domain = message.from_email.rpartition("@")
+    assert domain == "digest.example.org" and local.startswith("bounces+")
+    assert len(local) <= 64
+    assert message.message()["From"] == settings.DEFAULT_FROM_EMAIL
+    assert verp_subscriber_id(message.from_email) == subscriber.pk
+
+
+def test_a_forged_or_foreign_verp_token_names_nobody() -> None:
+    genuine = verp_address(subscriber_id=42)
+    token = genuine.split("+", 1)[1].split("@")[0]
+    other_purpose = signing.Signer(salt="newsletter.token.unsubscribe", sep=".").sign("16")
+    assert verp_subscriber_id(genuine) == 42
+    assert verp_subscriber_id(genuine.replace(token, "zz." + token.split(".", 1)[1])) is None
+    assert verp_subscriber_id(f"bounces+{other_purpose}@digest.example.org") is None
+    assert verp_subscriber_id("bounces@digest.example.org") is None
+    assert SALT == "newsletter.verp.bounce"
+
+
+def test_without_a_bounce_address_there_is_no_verp(settings) -> None:
+    settings.NEWSLETTER_BOUNCE_ADDRESS = ""
+    message = build_email("confirm", to="a@example.org", context={"confirm_url": "https://x/"}, bounce_id=1)
+    assert message.from_email == settings.DEFAULT_FROM_EMAIL
+
+
+# --- reading reports -----------------------------------------------------------------------------
+
+
+def test_reports_are_classified() -> None:
+    reader = SubscriberFactory(email="reader@example.org")
+    assert bounce_parse(report("dsn_hard.eml", reader)).kind == "hard"
+    assert bounce_parse(report("dsn_soft.eml", reader)).kind == "soft"
+    assert bounce_parse(report("autoreply.eml", reader)).kind == "autoreply"
+    no_verp = bounce_parse(report("exim_no_verp.eml", reader))
+    assert (no_verp.kind, no_verp.emails) == ("hard", ("reader@example.org",))
+
+
+def test_a_hard_bounce_suppresses_at_once_through_the_webhooks_rules() -> None:
+    reader, other = SubscriberFactory(), SubscriberFactory()
+    assert bounce_handle(raw=report("dsn_hard.eml", reader)) == "hard"
+    assert suppressed() == {reader.email: Suppression.Reason.HARD_BOUNCE}
+    event = EmailEvent.objects.get()
+    assert (event.esp_name, event.bounce_kind, event.email) == ("mailbox", "hard", reader.email)
+    assert "5.1.1" in event.description
+    assert other.email not in suppressed()
+
+
+def test_the_same_report_twice_changes_nothing() -> None:
+    reader = SubscriberFactory()
+    assert bounce_handle(raw=report("dsn_hard.eml", reader)) == "hard"
+    assert bounce_handle(raw=report("dsn_hard.eml", reader)) == "duplicate"
+    assert EmailEvent.objects.count() == 1
+
+
+def test_soft_bounces_count_and_the_third_suppresses() -> None:
+    reader = SubscriberFactory()
+    for n in range(1, 4):
+        assert bounce_handle(raw=report("dsn_soft.eml", reader, message_id=f"soft-{n}")) == "soft"
+        expected = {reader.email: Suppression.Reason.SOFT_BOUNCES} if n == 3 else {}
+        assert suppressed() == expected
+
+
+def test_auto_replies_and_strangers_change_nothing() -> None:
+    reader = SubscriberFactory()
+    stranger_report = report("exim_no_verp.eml").replace(b"{to}", b"stranger@example.com")
+    assert bounce_handle(raw=report("autoreply.eml", reader)) == "autoreply"
+    assert bounce_handle(raw=stranger_report) == "none"
+    assert suppressed() == {} and EmailEvent.objects.count() == 0
+
+
+# --- the mailbox ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def maildir(tmp_path: Path) -> mailbox.Maildir:
+    return mailbox.Maildir(tmp_path / "bounces", create=True)
+
+
+def test_maildir_run_moves_each_message_and_a_second_run_changes_nothing(maildir, tmp_path) -> None:
+    hard, soft = SubscriberFactory(), SubscriberFactory()
+    for raw in (
+        report("dsn_hard.eml", hard),
+        report("dsn_soft.eml", soft),
+        report("autoreply.eml", soft),
+        report("malformed.eml"),
+    ):
+        maildir.add(raw)
+    url = f"maildir://{tmp_path / 'bounces'}"
+
+    first = bounce_mailbox_process(url=url)
+
+    assert first.counts == {"hard": 1, "soft": 1, "autoreply": 1, "malformed": 1}
+    assert suppressed() == {hard.email: Suppression.Reason.HARD_BOUNCE}
+    assert len(maildir) == 0
+    assert len(maildir.get_folder("Processed")) == 3 and len(maildir.get_folder("Malformed")) == 1
+    events = EmailEvent.objects.count()
+
+    maildir.add(report("dsn_hard.eml", hard))  # the same report delivered again
+    second = bounce_mailbox_process(url=url)
+    assert second.counts == {"duplicate": 1}
+    assert EmailEvent.objects.count() == events
+    assert suppressed() == {hard.email: Suppression.Reason.HARD_BOUNCE}
+
+
+@pytest.fixture
+def dovecot() -> Iterator[DovecotServer]:
+    if not DovecotServer.available():
+        pytest.skip("dovecot is not installed (make test installs dovecot-imapd)")
+    with DovecotServer() as server:
+        yield server
+
+
+def imap(server: DovecotServer, user: str) -> IMAPClient:
+    client = IMAPClient(server.host, port=server.port, ssl=False)
+    client.login(user, server.password)
+    return client
+
+
+def test_imap_mailbox_on_a_real_dovecot(dovecot: DovecotServer) -> None:
+    hard, soft = SubscriberFactory(), SubscriberFactory()
+    client = imap(dovecot, "bounces")
+    for raw in (report("dsn_hard.eml", hard), report("dsn_soft.eml", soft), report("malformed.eml")):
+        client.append("INBOX", raw)
+
+    first = bounce_mailbox_process(url=dovecot.url("bounces"))
+
+    assert first.counts == {"hard": 1, "soft": 1, "malformed": 1}, dovecot.log()
+    assert suppressed() == {hard.email: Suppression.Reason.HARD_BOUNCE}
+    assert client.select_folder("INBOX")[b"EXISTS"] == 0
+    assert client.select_folder("Processed")[b"EXISTS"] == 2
+    assert client.select_folder("Malformed")[b"EXISTS"] == 1
+
+    events = list(EmailEvent.objects.values_list("event_id", flat=True))
+    client.append("INBOX", report("dsn_hard.eml", hard))
+    client.append("INBOX", report("dsn_soft.eml", soft))
+    second = bounce_mailbox_process(url=dovecot.url("bounces"))
+    client.logout()
+
+    assert second.counts == {"duplicate": 2}
+    assert sorted(EmailEvent.objects.values_list("event_id", flat=True)) == sorted(events)
+    assert suppressed() == {hard.email: Suppression.Reason.HARD_BOUNCE}
+
+
+def test_an_unreachable_mailbox_is_an_error_not_a_silent_success(dovecot: DovecotServer) -> None:
+    with pytest.raises(Exception, match=r"(?i)auth|login"):
+        bounce_mailbox_process(url=dovecot.url("bounces").replace(dovecot.password, "wrong"))
