@@ -1,22 +1,26 @@
-"""Real servers for tests and the benchmark: a free port, an HTTP server in a thread, a recording
-SMTP server (aiosmtpd).
+"""Real servers for tests, the benchmark and the fault suite: a free port, an HTTP server in a thread,
+a recording SMTP server (aiosmtpd), a private redis-server.
 
-The benchmark (bench/runner.py) imports this module too; it must stay free of pytest and Django.
+The benchmark (bench/) imports this module too; it must stay free of pytest and Django.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import redis
 
 
 def free_port() -> int:
@@ -41,10 +45,11 @@ def http_serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Received:
-    """One accepted message: the envelope recipients and the raw content."""
+    """One accepted message: the envelope recipients, the raw content, when it arrived (time.time())."""
 
     rcpt_tos: list[str]
     content: bytes
+    at: float = 0.0
 
 
 class RecordingSMTPServer:
@@ -52,14 +57,17 @@ class RecordingSMTPServer:
 
     - `refuse` maps a recipient address to the reply given at RCPT TO (e.g. "550 5.1.1 no such user").
     - `data_replies` are answers for the next DATA commands, one each (e.g. "451 4.3.0 try later"),
-      before it accepts again.
-    - `delay` slows every DATA down by that many seconds.
+      before it accepts again; a message answered that way is not recorded.
+    - `delay` slows every DATA down by that many seconds, after the message is recorded.
+    - `on_data(envelope)`, if set, is called (on the server's thread) after a message is recorded and
+      before it is answered: a test uses it to break something while the client waits for the 250.
     - `stop()` and `start()` again take it down and bring it back on the same port.
     - `keep=False` only counts messages (`count`), for runs too large to hold them all.
 
     `connections` counts SMTP sessions (at EHLO, which smtplib sends once per connection). A message
-    counts as received only if the client is still connected when the server answers 250, as for a
-    real MTA: a client killed mid-transaction has not delivered its message.
+    is recorded as soon as its DATA is complete, before the answer, as a real MTA queues it before
+    answering 250: a client that dies while waiting for the 250 has delivered its message anyway, and
+    may send it again. That is the one duplicate SMTP cannot prevent, and this server shows it.
     """
 
     def __init__(self, *, port: int | None = None, keep: bool = True) -> None:
@@ -72,6 +80,7 @@ class RecordingSMTPServer:
         self.refuse: dict[str, str] = {}
         self.data_replies: list[str] = []
         self.delay = 0.0
+        self.on_data: Callable[[object], None] | None = None
         # The native id of the event loop thread, so a benchmark can charge that thread's CPU time.
         self.thread_id = 0
         self._controller = None
@@ -135,13 +144,50 @@ class _Handler:
 
     async def handle_DATA(self, smtp, session, envelope):
         server = self.server
-        if server.delay:
-            await asyncio.sleep(server.delay)
-        if smtp.transport is None or smtp.transport.is_closing():
-            return "421 4.4.2 client went away"
         if server.data_replies:
             return server.data_replies.pop(0)
+        # Recorded first, as an MTA queues a message before it answers (see the class docstring).
         server.count += 1
         if server.keep:
-            server.messages.append(Received(list(envelope.rcpt_tos), envelope.content))
+            server.messages.append(Received(list(envelope.rcpt_tos), envelope.content, time.time()))
+        if server.on_data is not None:
+            server.on_data(envelope)
+        if server.delay:
+            await asyncio.sleep(server.delay)
         return "250 2.0.0 Accepted"
+
+
+class RedisServer:
+    """A private redis-server that a test or the fault suite may kill and restart. Nothing is
+    persisted, so a restart comes back empty: every queued task is gone."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        self.process = subprocess.Popen(
+            [*command, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while not _pings(client):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
