@@ -1,5 +1,5 @@
 """Real servers for tests, the benchmark and the fault suite: a free port, an HTTP server in a thread,
-a recording SMTP server (aiosmtpd), a private redis-server.
+a recording SMTP server (aiosmtpd), a private redis-server, a throwaway PostgreSQL cluster.
 
 The benchmark (bench/) imports this module too; it must stay free of pytest and Django.
 """
@@ -7,8 +7,11 @@ The benchmark (bench/) imports this module too; it must stay free of pytest and 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -19,6 +22,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import redis
 
@@ -191,3 +195,50 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (initdb into a temporary directory, its own port) that the fault
+    suite restarts and crashes, so the machine's own server is never touched. Run as the `postgres`
+    user when we are root (initdb refuses root), with the newest server binaries installed."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.root = Path(tempfile.mkdtemp(prefix="faults-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+        self.bin = versions[-1] if versions else Path(shutil.which("pg_ctl") or "pg_ctl").parent
+        self.url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def _pg_ctl(self, *args: str) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", *args)
+
+    def start(self) -> PostgresCluster:
+        if not self.data.exists():
+            if os.geteuid() == 0:
+                shutil.chown(self.root, "postgres")
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._pg_ctl("-o", options, "start")
+        return self
+
+    def restart_fast(self) -> None:
+        """`pg_ctl restart -m fast`: clients are disconnected, a checkpoint is written, it starts again."""
+        self._pg_ctl("-m", "fast", "restart")
+
+    def crash(self) -> None:
+        """`pg_ctl stop -m immediate`: every server process quits at once, as in a crash; WAL still in
+        shared memory (asynchronous commits not yet flushed) is lost. `start()` then recovers."""
+        self._pg_ctl("-m", "immediate", "stop")
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._pg_ctl("-m", "immediate", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)
