@@ -185,6 +185,14 @@ def _query(fn: Callable[[], int]) -> int | None:
         return None
 
 
+def _worker_answers() -> bool:
+    try:
+        return len(app.control.ping(timeout=0.5)) >= 1
+    except (redis.RedisError, OSError):
+        app.pool.force_close_all()  # a connection from before a Redis restart; the next try opens anew
+        return False
+
+
 def _wait(condition: Callable[[], bool], *, timeout: float, interval: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -205,7 +213,7 @@ def scenario_run(
     env = {**rig.env, **scenario.env}
     rig.worker_start(env)
     rig.beat_start(env)
-    if not _wait(lambda: len(app.control.ping(timeout=0.5)) >= 1, timeout=120):
+    if not _wait(_worker_answers, timeout=120):
         raise RuntimeError(f"the worker did not start; see {rig.log_file('worker')}")
 
     started = time.time()
@@ -359,10 +367,13 @@ def report_table(report: FaultReport) -> str:
     """One line per scenario: its runs' values side by side, as in the issue's table."""
     lines = [
         f"{report.subscribers:,} due digests, fault at ~{FAULT_AT:.0%} of the send; recovery = last email "
-        "minus fault time",
+        "minus fault time; delay = total time minus that of a run without fault",
         "",
-        f"{'fault':<40} {'runs':>4}  {'lost':<10} {'recipients with 2 emails':<25} {'recovery s':<20}",
+        f"{'fault':<38} {'runs':>4}  {'lost':<9} {'recipients with 2 emails':<25} {'recovery s':<18} delay s",
     ]
+    # The fault's cost: the run's total time minus the median of the runs without a fault.
+    baseline = sorted(r.total for r in report.runs if r.scenario == "none")
+    median = baseline[len(baseline) // 2] if baseline else None
     for scenario in SCENARIOS:
         runs = [r for r in report.runs if r.scenario == scenario.name]
         if not runs:
@@ -370,7 +381,12 @@ def report_table(report: FaultReport) -> str:
         lost = ", ".join(str(r.lost) for r in runs)
         duplicates = ", ".join(str(r.duplicates) for r in runs)
         recovery = ", ".join("—" if r.recovery is None else f"{r.recovery:.0f}" for r in runs)
-        lines.append(f"{scenario.title:<40} {len(runs):>4}  {lost:<10} {duplicates:<25} {recovery:<20}")
+        delay = ", ".join(
+            "—" if median is None or r.recovery is None else f"{r.total - median:+.0f}" for r in runs
+        )
+        lines.append(
+            f"{scenario.title:<38} {len(runs):>4}  {lost:<9} {duplicates:<25} {recovery:<18} {delay}"
+        )
     limits = report.settings
     lines += [
         "",
