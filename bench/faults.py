@@ -186,10 +186,11 @@ def _query(fn: Callable[[], int]) -> int | None:
 
 
 def _worker_answers() -> bool:
+    # A connection of its own each time: a pooled one may date from before a Redis restart.
     try:
-        return len(app.control.ping(timeout=0.5)) >= 1
+        with app.connection_for_write() as broker:
+            return len(app.control.ping(timeout=0.5, connection=broker)) >= 1
     except (redis.RedisError, OSError):
-        app.pool.force_close_all()  # a connection from before a Redis restart; the next try opens anew
         return False
 
 
@@ -217,7 +218,8 @@ def scenario_run(
         raise RuntimeError(f"the worker did not start; see {rig.log_file('worker')}")
 
     started = time.time()
-    dispatch_digests.delay()
+    with app.connection_for_write() as broker:
+        dispatch_digests.apply_async(connection=broker)
     fault_at = back_at = None
     if scenario.fault is not None:
         _wait(lambda: rig.smtp.count >= FAULT_AT * subscribers, timeout=600, interval=0.02)
