@@ -22,7 +22,7 @@ from tests.newsletter.helpers import delivery_of, dispatch_one_chunk, due, quant
 from tests.support import free_port
 
 # The connection must really die and come back, so no test transaction may wrap it.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 SENT, SENDING, PENDING = Delivery.Status.SENT, Delivery.Status.SENDING, Delivery.Status.PENDING
 
