@@ -1,6 +1,10 @@
 import os
+import warnings
 
-from celery import Celery
+from celery import Celery, bootsteps
+from celery.exceptions import CPendingDeprecationWarning
+from celery.signals import celeryd_after_setup
+from celery.utils.log import get_logger
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -8,3 +12,47 @@ app = Celery("config")
 # Every Celery setting lives in Django settings under the CELERY_ namespace (see base.py).
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@celeryd_after_setup.connect
+def _quiet_reconnect_reminder(**kwargs) -> None:
+    """worker_cancel_long_running_tasks_on_connection_loss is False on purpose (base.py says why), yet
+    Celery prints a reminder on every broker reconnect that hides the lines that matter. Added after
+    the worker's logging setup, which turns every Celery deprecation warning on."""
+    warnings.filterwarnings(
+        "ignore", r"\s*In Celery 5.1 we introduced an optional breaking change", CPendingDeprecationWarning
+    )
+
+
+logger = get_logger(__name__)
+
+
+class SweepAfterBrokerReconnect(bootsteps.StartStopStep):
+    """When the worker's broker connection comes back, queue a sweep for the deliveries queued before
+    it was lost: a restarted Redis comes back empty, and without this their tasks would be found only
+    when they pass NEWSLETTER_STALE_PENDING, a minute or two later. The consumer's steps stop when the
+    connection is lost and start again when it is back (and once when the worker starts, which needs
+    nothing). If the queue was not lost, the duplicate tasks claim nothing."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs) -> None:
+        super().__init__(parent, **kwargs)
+        self.lost_at: str | None = None
+
+    def stop(self, parent) -> None:
+        from django.utils import timezone
+
+        self.lost_at = timezone.now().isoformat()
+
+    def start(self, parent) -> None:
+        lost_at, self.lost_at = self.lost_at, None
+        if lost_at is None:
+            return
+        try:
+            app.send_task("newsletter.tasks.sweep_deliveries", kwargs={"queued_before": lost_at})
+        except Exception as exc:  # the broker went away again; the next reconnect or beat's sweep follows
+            logger.warning("could not queue the sweep after a broker reconnect: %r", exc)
+
+
+app.steps["consumer"].add(SweepAfterBrokerReconnect)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import smtplib
 from collections.abc import Iterable
+from datetime import datetime
 
 from celery import Task, shared_task
 from django.conf import settings
@@ -58,9 +59,11 @@ def dispatch_digests() -> None:
 
 
 @shared_task
-def sweep_deliveries() -> None:
-    """Beat entry point: re-queue what a dead worker or a lost queue message left behind."""
-    chunks_queue(deliveries_sweep())
+def sweep_deliveries(queued_before: str | None = None) -> None:
+    """Beat entry point: re-queue what a dead worker or a lost queue message left behind. A worker
+    whose broker connection came back queues it with `queued_before` (ISO time of the loss)."""
+    lost_at = datetime.fromisoformat(queued_before) if queued_before else None
+    chunks_queue(deliveries_sweep(queued_before=lost_at))
 
 
 # The database or the broker went away for a moment (a restart, a failover): the chunk is retried

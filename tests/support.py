@@ -1,7 +1,8 @@
-"""Real servers for tests and the benchmark: a free port, an HTTP server in a thread, a recording
-SMTP server (aiosmtpd), a throwaway Dovecot IMAP server.
+"""Real servers for tests, the benchmark and the fault suite: a free port, an HTTP server in a thread,
+a recording SMTP server (aiosmtpd), a throwaway Dovecot IMAP server, a private redis-server, a
+throwaway PostgreSQL cluster.
 
-The benchmark (bench/runner.py) imports this module too; it must stay free of pytest and Django.
+The benchmark (bench/) imports this module too; it must stay free of pytest and Django.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email import policy
@@ -24,6 +25,8 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import redis
 
 
 def free_port() -> int:
@@ -48,12 +51,14 @@ def http_serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Received:
-    """One accepted message: the envelope recipients, the raw content, and when it was accepted
-    (time.monotonic() of this process), plus the envelope sender."""
+    """One accepted message: the envelope recipients, the raw content, when it arrived (`arrived_at`,
+    time.monotonic() of this process; `at`, time.time() for other processes' clocks), and the
+    envelope sender."""
 
     rcpt_tos: list[str]
     content: bytes
     arrived_at: float = 0.0
+    at: float = 0.0
     mail_from: str = ""
 
 
@@ -62,16 +67,19 @@ class RecordingSMTPServer:
 
     - `refuse` maps a recipient address to the reply given at RCPT TO (e.g. "550 5.1.1 no such user").
     - `data_replies` are answers for the next DATA commands, one each (e.g. "451 4.3.0 try later"),
-      before it accepts again.
-    - `delay` slows every DATA down by that many seconds.
+      before it accepts again; a message answered that way is not recorded.
+    - `delay` slows every DATA down by that many seconds, after the message is recorded.
     - `busy_until` (a time.monotonic() value): until then every DATA is answered `busy_reply`
       (421 "too many messages, slow down"), counted in `busy_answers`.
+    - `on_data(envelope)`, if set, is called (on the server's thread) after a message is recorded and
+      before it is answered: a test uses it to break something while the client waits for the 250.
     - `stop()` and `start()` again take it down and bring it back on the same port.
     - `keep=False` only counts messages (`count`), for runs too large to hold them all.
 
     `connections` counts SMTP sessions (at EHLO, which smtplib sends once per connection). A message
-    counts as received only if the client is still connected when the server answers 250, as for a
-    real MTA: a client killed mid-transaction has not delivered its message.
+    is recorded as soon as its DATA is complete, before the answer, as a real MTA queues it before
+    answering 250: a client that dies while waiting for the 250 has delivered its message anyway, and
+    may send it again. That is the one duplicate SMTP cannot prevent, and this server shows it.
     """
 
     def __init__(self, *, port: int | None = None, keep: bool = True) -> None:
@@ -87,6 +95,7 @@ class RecordingSMTPServer:
         self.busy_until = 0.0
         self.busy_reply = "421 4.7.0 Too many messages, slow down"
         self.busy_answers = 0
+        self.on_data: Callable[[object], None] | None = None
         # The native id of the event loop thread, so a benchmark can charge that thread's CPU time.
         self.thread_id = 0
         self._controller = None
@@ -150,22 +159,26 @@ class _Handler:
 
     async def handle_DATA(self, smtp, session, envelope):
         server = self.server
-        if server.delay:
-            await asyncio.sleep(server.delay)
-        if smtp.transport is None or smtp.transport.is_closing():
-            return "421 4.4.2 client went away"
         if server.data_replies:
             return server.data_replies.pop(0)
         if time.monotonic() < server.busy_until:
             server.busy_answers += 1
             return server.busy_reply
+        # Recorded first, as an MTA queues a message before it answers (see the class docstring).
         server.count += 1
         if server.keep:
-            server.messages.append(
-                Received(
-                    list(envelope.rcpt_tos), envelope.content, time.monotonic(), envelope.mail_from or ""
-                )
+            arrival = Received(
+                list(envelope.rcpt_tos),
+                envelope.content,
+                arrived_at=time.monotonic(),
+                at=time.time(),
+                mail_from=envelope.mail_from or "",
             )
+            server.messages.append(arrival)
+        if server.on_data is not None:
+            server.on_data(envelope)
+        if server.delay:
+            await asyncio.sleep(server.delay)
         return "250 2.0.0 Accepted"
 
 
@@ -284,3 +297,86 @@ service anvil {{
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class RedisServer:
+    """A private redis-server that a test or the fault suite may kill and restart. Nothing is
+    persisted, so a restart comes back empty: every queued task is gone."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        self.process = subprocess.Popen(
+            [*command, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while not _pings(client):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (initdb into a temporary directory, its own port) that the fault
+    suite restarts and crashes, so the machine's own server is never touched. Run as the `postgres`
+    user when we are root (initdb refuses root), with the newest server binaries installed."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.root = Path(tempfile.mkdtemp(prefix="faults-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+        self.bin = versions[-1] if versions else Path(shutil.which("pg_ctl") or "pg_ctl").parent
+        self.url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def _pg_ctl(self, *args: str) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", *args)
+
+    def start(self) -> PostgresCluster:
+        if not self.data.exists():
+            if os.geteuid() == 0:
+                shutil.chown(self.root, "postgres")
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._pg_ctl("-o", options, "start")
+        return self
+
+    def restart_fast(self) -> None:
+        """`pg_ctl restart -m fast`: clients are disconnected, a checkpoint is written, it starts again."""
+        self._pg_ctl("-m", "fast", "restart")
+
+    def crash(self) -> None:
+        """`pg_ctl stop -m immediate`: every server process quits at once, as in a crash; WAL still in
+        shared memory (asynchronous commits not yet flushed) is lost. `start()` then recovers."""
+        self._pg_ctl("-m", "immediate", "stop")
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._pg_ctl("-m", "immediate", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)

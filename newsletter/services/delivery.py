@@ -229,7 +229,7 @@ class Outgoing:
 
 def _send_all(outgoing: list[Outgoing], result: SendResult) -> None:
     recorder = OutcomeRecorder(chunk_ids=[item.delivery.pk for item in outgoing])
-    with outcome_writes():
+    with outcome_writes(recorder):  # ends by making the chunk's outcomes durable (outcomes.py)
         attempted = _send_over_one_connection(outgoing, result, recorder)
     if recorder.broken:
         recorder.recover(release=[item.delivery.pk for item in outgoing[attempted:]])

@@ -124,15 +124,18 @@ def _schedules_save(subscribers: list[Subscriber]) -> None:
         )
 
 
-def deliveries_sweep(*, now: datetime | None = None, chunk_size: int | None = None) -> list[list[int]]:
+def deliveries_sweep(
+    *, now: datetime | None = None, chunk_size: int | None = None, queued_before: datetime | None = None
+) -> list[list[int]]:
     """Re-drive deliveries that a dead worker or a lost queue message left behind.
 
     SENDING whose lease ran out (NEWSLETTER_CLAIM_LEASE, renewed while a worker sends): the worker
     died mid-chunk; back to PENDING (or FAILED when out of attempts). PENDING whose task should have
     run more than NEWSLETTER_STALE_PENDING ago: the task was lost (broker restarted, queueing
-    failed); queue it again, unless the brake paused sending. Both queries use the partial index on
-    unfinished deliveries.
-    Returns the id chunks to queue.
+    failed); queue it again, unless the brake paused sending. `queued_before` (a worker's broker
+    connection was lost then, see config/celery.py) also re-queues at once every PENDING row queued
+    before that moment: its task may be gone with the broker, and a duplicate task claims nothing.
+    Both queries use the partial index on unfinished deliveries. Returns the id chunks to queue.
     """
     now = now or timezone.now()
     chunk_size = chunk_size or settings.NEWSLETTER_CHUNK_SIZE
@@ -150,7 +153,10 @@ def deliveries_sweep(*, now: datetime | None = None, chunk_size: int | None = No
         if sending_pause_active() is not None:
             # Brake hook (services/brake.py): paused deliveries stay PENDING, queued again on resume.
             return []
-        never_picked_up = Q(queued_at__isnull=True) | Q(queued_at__lt=now - settings.NEWSLETTER_STALE_PENDING)
+        stale_before = now - settings.NEWSLETTER_STALE_PENDING
+        if queued_before is not None:
+            stale_before = max(stale_before, queued_before)
+        never_picked_up = Q(queued_at__isnull=True) | Q(queued_at__lt=stale_before)
         lost = list(
             Delivery.objects.select_for_update(skip_locked=True)
             .filter(never_picked_up, status=Delivery.Status.PENDING)

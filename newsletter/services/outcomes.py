@@ -7,10 +7,13 @@ Part of step 4 (send, delivery.py). Two rules make "at most once per worker deat
   lease (a minute by default) instead of a fixed quarter of an hour.
 - **An outcome is never dropped.** Each one is written right after its SMTP transaction. When the
   database connection is lost, the email has already gone out: its outcome is kept here, sending
-  stops (nothing more goes out that could not be recorded), and the kept outcomes are written again
-  after reconnecting, with bounded backoff. Only if the database stays away longer than the lease
-  allows are they given up; then, and only then, the sweeper re-drives those deliveries and they are
-  sent again. The first error is the one logged, with the delivery and chunk ids.
+  stops (nothing more goes out that could not be recorded), and the chunk's outcomes are written again
+  after reconnecting, with bounded backoff: all of them, not only the unwritten ones, because with
+  asynchronous commit (NEWSLETTER_ASYNC_COMMIT_OUTCOMES) a server crash loses the last commits that
+  were not yet flushed. A chunk that ends normally makes its outcomes durable with one synchronous
+  commit, so a crash after its task ended loses none. Only if the database stays away longer than the
+  lease allows are outcomes given up; then, and only then, the sweeper re-drives those deliveries and
+  they are sent again. The first error is the one logged, with the delivery and chunk ids.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ _MARK_SENT = (
     "SET status = %s, sent_at = %s, message_id = %s, kind = %s, last_error = '' "
     "WHERE id = %s AND status IN (%s, %s)"
 )
+# A real write (a row version, so WAL) that changes nothing: its synchronous commit flushes the WAL
+# up to it, and with it every asynchronous commit before it.
+_TOUCH = f"UPDATE {Delivery._meta.db_table} SET claimed_at = claimed_at WHERE id = %s"
 RETRY_DELAY_MAX = 600  # seconds; far under the broker's visibility timeout (1 h)
 
 
@@ -63,6 +69,7 @@ class OutcomeRecorder:
     """The outcomes of one claimed chunk, written as they happen (see the module docstring)."""
 
     chunk_ids: Sequence[int]
+    written: list[Outcome] = field(default_factory=list)  # perhaps committed asynchronously only
     unwritten: list[Outcome] = field(default_factory=list)
     first_error: Exception | None = None
     _renewed: float = field(default_factory=time.monotonic)
@@ -94,6 +101,27 @@ class OutcomeRecorder:
             logger.error(
                 "outcome not written, delivery=%s chunk=%s..%s: %s: %s; keeping it to write again",
                 outcome.delivery_id,
+                min(self.chunk_ids),
+                max(self.chunk_ids),
+                type(exc).__name__,
+                exc,
+            )
+        else:
+            self.written.append(outcome)
+
+    def make_durable(self) -> None:
+        """The chunk is done: wait until its outcomes are on disk (one synchronous commit; see the
+        module docstring). Needed only when they were committed asynchronously."""
+        if self.broken or not self.written:
+            return
+        try:
+            with transaction.atomic(), db_connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO on")
+                cursor.execute(_TOUCH, [self.written[-1].delivery_id])
+        except DatabaseError as exc:
+            self.first_error = exc
+            logger.error(
+                "outcomes not made durable, chunk=%s..%s: %s: %s",
                 min(self.chunk_ids),
                 max(self.chunk_ids),
                 type(exc).__name__,
@@ -134,7 +162,12 @@ class OutcomeRecorder:
             db_connection.close()  # the broken connection is not reused; the next query reconnects
             try:
                 with transaction.atomic():
-                    for outcome in self.unwritten:
+                    # The SENT marks written before too: a crash may have lost their asynchronous
+                    # commits, and writing one again that survived changes nothing (see _write). Not
+                    # the earlier deferrals: another worker may be retrying those by now, and a lost
+                    # one only leaves its row to the sweeper.
+                    sent_before = [o for o in self.written if o.status == Delivery.Status.SENT]
+                    for outcome in [*sent_before, *self.unwritten]:
                         _write(outcome)
                     _release(release)
             except DatabaseError as exc:
@@ -153,12 +186,15 @@ class OutcomeRecorder:
                 delay = min(delay * 2, 4.0)
                 continue
             logger.warning(
-                "database back: wrote %s kept outcome(s) and released %s of chunk=%s..%s",
+                "database back: wrote %s kept outcome(s) (and %s written before, again) and released %s "
+                "of chunk=%s..%s",
                 len(self.unwritten),
+                len(self.written),
                 len(release),
                 min(self.chunk_ids),
                 max(self.chunk_ids),
             )
+            self.written += self.unwritten
             self.unwritten.clear()
             return
 
@@ -209,8 +245,9 @@ def _release(delivery_ids: Sequence[int]) -> None:
 
 
 @contextmanager
-def outcome_writes() -> Iterator[None]:
-    """The session setting for the outcome writes of one chunk (NEWSLETTER_ASYNC_COMMIT_OUTCOMES)."""
+def outcome_writes(recorder: OutcomeRecorder) -> Iterator[None]:
+    """The session setting for the outcome writes of one chunk (NEWSLETTER_ASYNC_COMMIT_OUTCOMES);
+    at the end, the recorder makes what it wrote asynchronously durable."""
     if not (settings.NEWSLETTER_ASYNC_COMMIT_OUTCOMES and db_connection.vendor == "postgresql"):
         yield
         return
@@ -218,6 +255,7 @@ def outcome_writes() -> Iterator[None]:
         cursor.execute("SET synchronous_commit TO off")
     try:
         yield
+        recorder.make_durable()
     finally:
         try:
             with db_connection.cursor() as cursor:

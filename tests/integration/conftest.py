@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.conftest import REPO
-from tests.support import RecordingSMTPServer, free_port
+from tests.support import RecordingSMTPServer, RedisServer, free_port
 
 
 def wait_until(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.1):
@@ -44,47 +44,6 @@ def faulty_smtp() -> Iterator[RecordingSMTPServer]:
         yield server
     finally:
         server.stop()
-
-
-class RedisServer:
-    """A private redis-server this test may kill and restart (nothing is persisted)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        wait_until(lambda: _pings(client), timeout=10, what="private redis-server")
-        return self
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture

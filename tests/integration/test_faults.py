@@ -1,6 +1,8 @@
 """Fault injection with the real moving parts: SIGKILLed workers, SMTP outages, a Redis restart.
 
-Every test ends by counting what the SMTP server really accepted: each due digest exactly once.
+Every test ends by counting what the SMTP server really accepted, recorded as a real MTA records it
+(before it answers): every due digest at least once, and more than once only for a worker process
+that died mid-send, at most one extra email per such process (the email it was waiting to hear about).
 """
 
 from __future__ import annotations
@@ -53,11 +55,13 @@ def all_sent(expected: int) -> bool:
     return Delivery.objects.filter(status=Delivery.Status.SENT).count() == expected
 
 
-def test_worker_killed_mid_chunk_delivers_every_digest_exactly_once(
+def test_worker_killed_mid_chunk_delivers_every_digest_and_repeats_at_most_the_one_in_flight(
     sample_papers, workers: Workers, faulty_smtp: RecordingSMTPServer
 ) -> None:
     emails = due_subscribers(12)
-    faulty_smtp.delay = 0.25  # slow enough to kill the worker in the middle of its chunk
+    # Slow answers: the worker is killed in the middle of its chunk, most likely while it waits for
+    # the 250 of a message the server has already recorded.
+    faulty_smtp.delay = 0.25
     faulty_smtp.start()
     smtp = faulty_smtp.email_env()
     first = workers.start(**smtp)
@@ -77,7 +81,10 @@ def test_worker_killed_mid_chunk_delivers_every_digest_exactly_once(
     assert result.returncode == 0, result.stderr
     wait_until(lambda: all_sent(12), timeout=WORKER_START, what=f"12 sent deliveries; now {statuses()}")
 
-    assert faulty_smtp.recipients() == {email: 1 for email in emails}, workers.logs()
+    # Nothing lost; one worker process died mid-send, so at most one recipient got a second email.
+    received = faulty_smtp.recipients()
+    assert set(received) == set(emails), workers.logs()
+    assert sum(received.values()) - len(emails) <= 1, received
     # What arrived is what was recorded: each email lists exactly its delivery's papers.
     for message in faulty_smtp.parsed():
         delivery = Delivery.objects.get(subscriber__email=message["To"])

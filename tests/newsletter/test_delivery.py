@@ -110,6 +110,28 @@ def test_outcomes_are_written_with_the_configured_commit_mode_and_the_session_is
     assert synchronous_commit() == "on"
 
 
+def test_an_asynchronous_chunk_ends_with_one_synchronous_write_that_makes_its_outcomes_durable(
+    smtp_sink, settings
+) -> None:
+    settings.NEWSLETTER_ASYNC_COMMIT_OUTCOMES = True
+    quantization_papers()
+    due(), due()
+    ids = dispatch_one_chunk()
+    writes: list[tuple[str, str]] = []
+
+    def watch(execute, sql, params, many, context):
+        if sql.startswith("UPDATE newsletter_delivery"):
+            writes.append((sql.split(" SET ")[1].split(" =")[0], synchronous_commit()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        assert deliveries_send(delivery_ids=ids).sent == ids
+
+    # Two SENT marks committed asynchronously, then a synchronous commit of a real write, which
+    # flushes the WAL up to it: a server crash after the chunk loses none of its marks.
+    assert writes == [("status", "off"), ("status", "off"), ("claimed_at", "on")]
+
+
 def test_sending_twice_sends_once(smtp_sink) -> None:
     quantization_papers()
     due(), due()

@@ -169,6 +169,21 @@ def test_sweeper_redrives_what_a_dead_worker_or_a_lost_task_left(settings) -> No
     assert deliveries_sweep(now=now) == []
 
 
+def test_after_a_broker_reconnect_the_sweeper_requeues_at_once_what_was_queued_before_the_loss() -> None:
+    now = timezone.now()
+    lost_at = now - timedelta(seconds=5)
+    queued_before_the_loss = DeliveryFactory(queued_at=lost_at - timedelta(seconds=10))
+    queued_since = DeliveryFactory(queued_at=lost_at + timedelta(seconds=1))
+    retry_not_due = DeliveryFactory(queued_at=now + timedelta(minutes=1))
+
+    assert deliveries_sweep(now=now) == []  # the stale limit alone would wait a minute
+    assert deliveries_sweep(now=now, queued_before=lost_at) == [[queued_before_the_loss.pk]]
+    # A second worker reconnecting from the same loss finds the re-queued row already taken care of.
+    assert deliveries_sweep(now=now, queued_before=lost_at) == []
+    assert Delivery.objects.get(pk=queued_since.pk).queued_at > lost_at
+    assert Delivery.objects.get(pk=retry_not_due.pk).queued_at > now
+
+
 def test_a_swept_delivery_is_then_sent(smtp_sink, settings) -> None:
     quantization_papers()
     subscriber = due()
