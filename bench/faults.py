@@ -35,7 +35,7 @@ from bench.data import bench_data_create, deliveries_reset
 from config.celery import app
 from newsletter.models import Delivery
 from newsletter.tasks import dispatch_digests
-from tests.support import PostgresCluster, RecordingSMTPServer, RedisServer, free_port
+from tests.support import PostgresCluster, RecordingSMTPServer, RedisServer, free_port, process_group_stop
 
 REPO = Path(__file__).resolve().parent.parent
 FAULT_AT = 0.3  # the fault comes when this share of the digests has arrived
@@ -87,13 +87,8 @@ class Rig:
 
     def stop_processes(self) -> None:
         for process in (self.worker, self.beat):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            if process is not None:
+                process_group_stop(process, timeout=60)
         self.worker = self.beat = None
 
 

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 
 from tests.conftest import REPO
-from tests.support import RecordingSMTPServer, RedisServer, free_port
+from tests.support import RecordingSMTPServer, RedisServer, free_port, process_group_stop
 
 
 def wait_until(condition: Callable[[], object], *, timeout: float, what: str, interval: float = 0.1):
@@ -99,13 +99,7 @@ class Workers:
 
     def stop_all(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            process_group_stop(process, timeout=20)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.log_dir.glob("*.log")))
