@@ -244,10 +244,9 @@ def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult, reco
         for index, item in enumerate(outgoing):
             if recorder.broken:
                 return index
-            rest_ids = [rest.delivery.pk for rest in outgoing[index:]]
-            recorder.renew_lease(rest_ids)
+            recorder.renew_lease()
             # Send-rate hook (services/sendrate.py): hold a permit, or put the rest of the chunk off.
-            if pacer is not None and not _paced(pacer, item, rest_ids, result, recorder):
+            if pacer is not None and not _paced(pacer, outgoing[index:], result, recorder):
                 return len(outgoing) if not recorder.broken else index
             delivery, message = item.delivery, item.message
             started = time.monotonic()
@@ -279,14 +278,12 @@ def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult, reco
         connection.close()
 
 
-def _paced(
-    pacer: SendPacer, item: Outgoing, rest_ids: list[int], result: SendResult, recorder: OutcomeRecorder
-) -> bool:
-    """Wait for a permit (renewing the lease); False when the rest of the chunk was put off instead."""
-    email = item.delivery.subscriber.email
-    retry_in = pacer.wait(recipient=email, renew=lambda: recorder.renew_lease(rest_ids))
+def _paced(pacer: SendPacer, rest: list[Outgoing], result: SendResult, recorder: OutcomeRecorder) -> bool:
+    """Wait for a permit for rest[0] (renewing the lease); False when `rest` was put off instead."""
+    retry_in = pacer.wait(recipient=rest[0].delivery.subscriber.email, renew=recorder.renew_lease)
     if retry_in is None:
         return True
+    rest_ids = [item.delivery.pk for item in rest]
     due = timezone.now() + timedelta(seconds=retry_in)
     if recorder.postpone(rest_ids, until=due, reason="waiting for the send rate"):
         result.deferred += rest_ids

@@ -128,12 +128,13 @@ class OutcomeRecorder:
                 exc,
             )
 
-    def renew_lease(self, delivery_ids: Sequence[int]) -> None:
-        """Extend the claim of what is still to be sent, at most every quarter lease (one UPDATE)."""
+    def renew_lease(self) -> None:
+        """Extend the claim of what is still to be sent, at most every quarter lease (one UPDATE).
+        Rows of the chunk already finished are no longer SENDING, so the filter leaves them alone."""
         if self.broken or time.monotonic() - self._renewed < lease_seconds() / 4:
             return
         try:
-            Delivery.objects.filter(id__in=delivery_ids, status=Delivery.Status.SENDING).update(
+            Delivery.objects.filter(id__in=self.chunk_ids, status=Delivery.Status.SENDING).update(
                 claimed_at=timezone.now()
             )
         except DatabaseError as exc:
