@@ -15,12 +15,15 @@ import pytest
 from django.core import mail
 from django.core.mail import get_connection
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from newsletter.models import Delivery
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.digest_templates import digest_render
 from newsletter.services.dispatch import digests_dispatch
-from newsletter.services.emails import RenderedEmail, _dkim_key, build_email, render_email
+from newsletter.services.emails import HEADER_POLICY, RenderedEmail, _dkim_key, build_email, render_email
 from newsletter.services.tokens import Purpose, token_subscriber
 from tests.factories import PaperFactory, SubscriberFactory
 
@@ -266,3 +269,42 @@ def test_dkim_signature_survives_smtp(dkim_keys, smtp_sink) -> None:
     assert len(smtp_sink.messages) == 2
     for received in smtp_sink.messages:
         assert dkim.verify(received.content, dnsfunc=dkim_keys)
+
+
+# --- the header fast path: byte for byte what compat32 writes ----------------------------------
+
+_HEADER_PIECES = [*" \t;,:=?\"'<>()@.-_/abcXYZ019", "=?utf-8?q?x?=", "é", "“", "\r\n ", "\n", "  "]
+
+
+def _folded(policy_, name: str, value: str, linesep: str) -> bytes | type[Exception]:
+    try:
+        return policy_.clone(linesep=linesep).fold_binary(name, value)
+    except Exception as exc:  # compat32 refuses an embedded header; the fast path must refuse it too
+        return type(exc)
+
+
+@hypothesis_settings(max_examples=3000, deadline=None)
+@given(
+    name=st.sampled_from(["Subject", "To", "List-Unsubscribe", "Message-ID", "X-A-Rather-Long-Header-Name"]),
+    value=st.lists(st.sampled_from(_HEADER_PIECES), max_size=120).map("".join),
+    linesep=st.sampled_from(["\n", "\r\n"]),
+)
+def test_header_policy_writes_what_compat32_writes(name: str, value: str, linesep: str) -> None:
+    assert _folded(HEADER_POLICY, name, value, linesep) == _folded(policy.compat32, name, value, linesep)
+
+
+def test_digest_bytes_are_unchanged_by_the_header_policy() -> None:
+    message = build_email(
+        "digest",
+        to="Ünïcode Reader <reader@example.org>",
+        context={},
+        unsubscribe_url="https://digest.example.org/unsubscribe/" + "t" * 120 + "/",
+        rendered=RenderedEmail(subject="Ça marche: " + "long subject " * 10, text="x\n", html="<p>y</p>\n"),
+    )
+    msg = message.message()
+    assert msg.policy is HEADER_POLICY
+    fast = msg.as_bytes(linesep="\r\n")
+    msg.policy = policy.compat32
+    assert msg.as_bytes(linesep="\r\n") == fast
+    subject = fast.split(b"\r\nSubject: ", 1)[1].split(b"\r\nFrom:", 1)[0]
+    assert subject.lstrip().startswith(b"=?utf-8?q?") and subject.count(b"\r\n ") > 1  # compat32 folded it
