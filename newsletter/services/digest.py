@@ -4,13 +4,13 @@ so a retry sends the same digest and a paper never reaches a subscriber twice.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.db import connection as db_connection
-from psycopg.types.json import Jsonb
 
 from newsletter.models import Delivery, DeliveryItem
 from newsletter.selectors import papers_already_sent, picks_recorded, profiles_build
@@ -64,8 +64,8 @@ PickRow = tuple[int, int, int, int, float, list[str]]  # delivery, subscriber, p
 _INSERT_PICKS = (
     f"INSERT INTO {DeliveryItem._meta.db_table} "
     "(delivery_id, subscriber_id, paper_id, position, score, reasons) "
-    "SELECT * FROM unnest("
-    "%s::bigint[], %s::bigint[], %s::bigint[], %s::smallint[], %s::float8[], %s::jsonb[]) "
+    "SELECT (r->>0)::bigint, (r->>1)::bigint, (r->>2)::bigint, (r->>3)::smallint, (r->>4)::float8, r->5 "
+    "FROM jsonb_array_elements(%s::jsonb) AS r "
     "ON CONFLICT DO NOTHING"
 )
 
@@ -79,12 +79,11 @@ def picks_record(rows: Sequence[PickRow]) -> None:
     if db_connection.vendor != "postgresql":
         picks_record_portable(rows)
         return
-    # One row per paper per digest is the largest write of a chunk: as column arrays it is a few
-    # parameters instead of 2,000 model instances and 12,000 placeholders (a third of the time).
-    columns = [list(column) for column in zip(*rows, strict=True)]
-    columns[5] = [Jsonb(reasons) for reasons in columns[5]]
+    # One row per paper per digest is the largest write of a chunk. Sent as one JSON document it is
+    # one parameter, encoded by json's C encoder and decoded by PostgreSQL's: a sixth of the worker
+    # CPU of column arrays (psycopg adapts those element by element), and the same rows.
     with db_connection.cursor() as cursor:  # one statement: atomic by itself
-        cursor.execute(_INSERT_PICKS, columns)
+        cursor.execute(_INSERT_PICKS, [json.dumps(rows)])
 
 
 def picks_record_portable(rows: Sequence[PickRow]) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from papers.services.records import author_key
-from papers.services.text import content_tokens, features, phrase_columns
+from papers.services.text import content_tokens, features, gram_columns
 
 if TYPE_CHECKING:
     from newsletter.services.candidates import CandidatePool, PhraseHits, Profile
@@ -91,30 +91,41 @@ def reasons_for(
     return result
 
 
-def _query_grams(interests: str, query: dict[int, float]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The interests' grams with weight in the query: (grams, their feature columns, their weights)."""
-    pairs = [(g, phrase_columns(g)[0]) for g in dict.fromkeys(features(interests))]
-    pairs = [(g, c) for g, c in pairs if c in query]
-    columns = np.array([c for _, c in pairs], dtype=np.int64)
-    return [g for g, _ in pairs], columns, np.array([query[c] for _, c in pairs], dtype=np.float64)
+@dataclass(frozen=True)
+class QueryGrams:
+    """The interests' grams that carry weight in the query, with their feature columns and weights:
+    once per subscriber, not per paper."""
+
+    names: list[str]
+    columns: np.ndarray
+    weights: np.ndarray
 
 
-def _shared_terms(
-    grams: tuple[list[str], np.ndarray, np.ndarray], pool: CandidatePool, index: int, found: Sequence[str]
-) -> list[str]:
+def _query_grams(interests: str, query: dict[int, float]) -> QueryGrams:
+    grams = list(dict.fromkeys(features(interests)))
+    pairs = [(g, c) for g, c in zip(grams, gram_columns(grams), strict=True) if c in query]
+    return QueryGrams(
+        names=[g for g, _ in pairs],
+        columns=np.array([c for _, c in pairs], dtype=np.int64),
+        weights=np.array([query[c] for _, c in pairs], dtype=np.float64),
+    )
+
+
+def _shared_terms(grams: QueryGrams, pool: CandidatePool, index: int, found: Sequence[str]) -> list[str]:
     """The words and word pairs of the interests that carry the paper's similarity, strongest first
     (a pair before its own words), leaving out those a "Mentions" reason already names."""
-    names, columns, query_weights = grams
     vectors = pool.vectors  # indices sorted per row (CandidatePool)
     start, end = vectors.indptr[index], vectors.indptr[index + 1]
     row_columns = vectors.indices[start:end]
-    at = np.minimum(np.searchsorted(row_columns, columns), max(len(row_columns) - 1, 0))
-    present = (row_columns[at] == columns) if len(row_columns) else np.zeros(len(columns), dtype=bool)
-    shares = np.where(present, query_weights * vectors.data[start:end][at] if len(row_columns) else 0.0, 0.0)
+    if not len(row_columns):
+        return []
+    at = np.minimum(np.searchsorted(row_columns, grams.columns), len(row_columns) - 1)
+    shares = np.where(row_columns[at] == grams.columns, grams.weights * vectors.data[start:end][at], 0.0)
     listed = {t for p in found for t in content_tokens(p)} | {p.lower() for p in found}
+    # Hashed columns collide: a share counts only if the paper really has the gram.
     contributions = {
         gram: share
-        for gram, share in zip(names, shares.tolist(), strict=True)
+        for gram, share in zip(grams.names, shares.tolist(), strict=True)
         if share > 0 and gram not in listed and pool.has_token(index, gram)
     }
     chosen: list[str] = []

@@ -135,6 +135,22 @@ def phrase_columns(phrase: str) -> tuple[int, ...]:
     return tuple(sorted({int(c) for c in _hasher.transform([list(grams)]).indices})) if grams else ()
 
 
+_GRAM_COLUMNS: dict[str, int] = {}
+_GRAM_COLUMNS_MAX = 200_000
+
+
+def gram_columns(grams: Sequence[str]) -> list[int]:
+    """The feature column of each of `features`' grams. Kept per process, and those not yet known
+    are hashed in one call: the hasher's own overhead is 30x the hashing of one gram."""
+    missing = [gram for gram in dict.fromkeys(grams) if gram not in _GRAM_COLUMNS]
+    if missing:
+        if len(_GRAM_COLUMNS) + len(missing) > _GRAM_COLUMNS_MAX:
+            _GRAM_COLUMNS.clear()
+        hashed = _hasher.transform([[gram] for gram in missing])  # one gram per row: one column each
+        _GRAM_COLUMNS.update(zip(missing, hashed.indices.tolist(), strict=True))
+    return [_GRAM_COLUMNS[gram] for gram in grams]
+
+
 def paper_text(title: str, abstract: str) -> str:
     # The title is repeated: it is the densest statement of what a paper is about.
     return f"{title}. {title}. {abstract}"
