@@ -17,12 +17,12 @@ tests/newsletter/test_digest_render.py holds the two paths together.
 
 from __future__ import annotations
 
+import html as html_module
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from django.template.loader import render_to_string
-from django.utils.html import escape
 
 from newsletter.services.emails import RenderedEmail, inline_css, single_line
 from newsletter.templatetags.digest_fragments import COMPILING
@@ -127,7 +127,8 @@ class CompiledTemplate:
         rendered = render_to_string(template_name, context)
         if html:
             rendered = inline_css(rendered)
-        self.escape = escape if html else str
+        # What django.utils.html.escape does, without its lazy-string wrapper (a call per value).
+        self.escape = html_module.escape if html else str
         fragments: dict[str, str] = {}
         while match := _MARKED.search(rendered):
             name = match.group(1)
