@@ -108,6 +108,26 @@ def test_verdicts_compare_deliver_with_and_without_feedback_in_the_same_run() ->
 
     assert verdicts(report)[-1] == (
         "10,000: with feedback (30% of readers, 20 marks each) 372/s, +7.0% drop against 400/s without "
-        "(target at most 10%: ok)"
+        "(1 + 1 runs, A B B A; target at most 10%: ok)"
     )
-    assert verdicts(worse)[-1].endswith("+15.0% drop against 400/s without (target at most 10%: MISSED)")
+    assert verdicts(worse)[-1].endswith(
+        "+15.0% drop against 400/s without (1 + 1 runs, A B B A; target at most 10%: MISSED)"
+    )
+
+
+def test_feedback_drop_is_taken_over_both_runs_of_each_side() -> None:
+    # A B B A on a machine slowing down: each side's rate is its deliveries over its total time.
+    rates = {"deliver": 400.0, "deliver-fb": 372.0, "deliver-fb-2": 360.0, "deliver-2": 380.0}
+    cpu = {"deliver": 5.0, "deliver-fb": 5.4, "deliver-fb-2": 5.6, "deliver-2": 5.2}
+    report = Report(
+        machine=MACHINE,
+        phases=[phase(n, per_second=r, cpu_ms={"workers": cpu[n]}) for n, r in rates.items()],
+    )
+    without = 20_000 / (10_000 / 400.0 + 10_000 / 380.0)
+    learned = 20_000 / (10_000 / 372.0 + 10_000 / 360.0)
+
+    assert verdicts(report)[-1] == (
+        f"10,000: with feedback (30% of readers, 20 marks each) {learned:,.0f}/s, "
+        f"{1 - learned / without:+.1%} drop against {without:,.0f}/s without (2 + 2 runs, A B B A; "
+        "target at most 10%: ok); worker CPU per digest 5.50 vs 5.10 ms (+7.8%)"
+    )
