@@ -34,12 +34,12 @@ def digests_build(*, deliveries: Sequence[Delivery], now: datetime) -> list[Deli
     recorded = picks_recorded(delivery_ids=[d.pk for d in deliveries])
     fresh = [d for d in deliveries if d.pk not in recorded]
     if fresh:
-        _rank_and_record(fresh, now)
-        recorded.update(picks_recorded(delivery_ids=[d.pk for d in fresh]))
+        recorded.update(_rank_and_record(fresh, now))
     return [DeliveryPicks(delivery=d, picks=recorded.get(d.pk, [])) for d in deliveries]
 
 
-def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> None:
+def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> dict[int, list[Pick]]:
+    """Rank and record; returns what was recorded (a pick that lost a conflict is not)."""
     since = min(d.window_start for d in deliveries)
     until = max(d.window_end for d in deliveries)
     papers = papers_candidates(since=since, until=until, limit=settings.NEWSLETTER_MAX_CANDIDATES)
@@ -50,13 +50,21 @@ def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> None:
         subscribers=[d.subscriber for d in deliveries], since=[d.window_start for d in deliveries]
     )
     ranked = rank(profiles=profiles, pool=pool, already_sent=sent)
-    picks_record(
+    stored = picks_record(
         [
             (d.pk, d.subscriber_id, pick.paper.id, position, pick.score, list(pick.reasons))
             for d, picks in zip(deliveries, ranked, strict=True)
             for position, pick in enumerate(picks, start=1)
         ]
     )
+    if stored is None:  # the portable path cannot tell: read back
+        return picks_recorded(delivery_ids=[d.pk for d in deliveries])
+    # The ranked picks the database kept, in digest order: what reading them back would give.
+    kept = {
+        d.pk: [pick for pick in picks if (d.pk, pick.paper.id) in stored]
+        for d, picks in zip(deliveries, ranked, strict=True)
+    }
+    return {delivery_id: picks for delivery_id, picks in kept.items() if picks}
 
 
 PickRow = tuple[int, int, int, int, float, list[str]]  # delivery, subscriber, paper, position, score, reasons
@@ -66,24 +74,25 @@ _INSERT_PICKS = (
     "(delivery_id, subscriber_id, paper_id, position, score, reasons) "
     "SELECT (r->>0)::bigint, (r->>1)::bigint, (r->>2)::bigint, (r->>3)::smallint, (r->>4)::float8, r->5 "
     "FROM jsonb_array_elements(%s::jsonb) AS r "
-    "ON CONFLICT DO NOTHING"
+    "ON CONFLICT DO NOTHING RETURNING delivery_id, paper_id"
 )
 
 
-def picks_record(rows: Sequence[PickRow]) -> None:
+def picks_record(rows: Sequence[PickRow]) -> set[tuple[int, int]] | None:
     """Store the picks of a chunk in one statement. A paper another delivery of the same subscriber
-    recorded meanwhile conflicts and is dropped, which is exactly "never twice"; the caller reads
-    back what was stored."""
+    recorded meanwhile conflicts and is dropped, which is exactly "never twice". Returns the
+    (delivery, paper) pairs stored, or None where the database cannot say (then read them back)."""
     if not rows:
-        return
+        return set()
     if db_connection.vendor != "postgresql":
         picks_record_portable(rows)
-        return
+        return None
     # One row per paper per digest is the largest write of a chunk. Sent as one JSON document it is
     # one parameter, encoded by json's C encoder and decoded by PostgreSQL's: a sixth of the worker
     # CPU of column arrays (psycopg adapts those element by element), and the same rows.
     with db_connection.cursor() as cursor:  # one statement: atomic by itself
         cursor.execute(_INSERT_PICKS, [json.dumps(rows)])
+        return {(delivery_id, paper_id) for delivery_id, paper_id in cursor.fetchall()}
 
 
 def picks_record_portable(rows: Sequence[PickRow]) -> None:
