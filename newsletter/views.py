@@ -136,7 +136,10 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         form = PreferencesForm(request.POST)
         if form.is_valid():
-            subscriber_update_preferences(subscriber=subscriber, preferences=form.preferences())
+            if subscriber_update_preferences(subscriber=subscriber, preferences=form.preferences()):
+                # A reader model learned from the old interests too (a reader without feedback has
+                # none, and the task then only checks that).
+                fit_reader_model.delay_on_commit(subscriber.pk)
             messages.success(request, "Your preferences are saved.")
             return redirect("newsletter:manage", token=token)
     else:

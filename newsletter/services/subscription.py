@@ -214,13 +214,17 @@ def subscriber_resubscribe(*, subscriber: Subscriber, now: datetime | None = Non
 
 def subscriber_update_preferences(
     *, subscriber: Subscriber, preferences: Preferences, now: datetime | None = None
-) -> None:
+) -> bool:
+    """Save the preferences. True when the interests changed: a reader model is fitted with them as
+    its first positive (services/learning.py), so the caller has it fitted again."""
     now = now or timezone.now()
+    interests_before = subscriber.interests
     with transaction.atomic():
         _apply_preferences(subscriber, preferences)
         subscriber.next_send_at = subscriber_next_send(subscriber, after=now)
         subscriber.save()
         subscriber.topics.set(preferences.topic_ids)
+    return subscriber.interests != interests_before
 
 
 def _unsubscribe(subscribers: QuerySet[Subscriber], now: datetime) -> int:

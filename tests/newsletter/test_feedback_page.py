@@ -11,7 +11,7 @@ from newsletter.models import Feedback, ReaderModel, Subscriber
 from newsletter.services.operator import subscribers_links_revoke
 from newsletter.services.tokens import Purpose, feedback_link, feedback_token, feedback_token_load, token_make
 from tests.factories import PaperFactory, SubscriberFactory
-from tests.newsletter.helpers import INVALID_LINK_TEXT, csrf_token, submit, url
+from tests.newsletter.helpers import INVALID_LINK_TEXT, csrf_token, manage_data, submit, url
 
 pytestmark = pytest.mark.django_db
 
@@ -226,3 +226,27 @@ def test_removing_needs_the_subscribers_own_manage_link(client: Client) -> None:
 
     assert response.status_code in (403, 404)
     assert choice_of(owner, paper) == Feedback.Choice.MORE
+
+
+def test_changing_the_interests_fits_the_model_again(
+    client: Client, django_capture_on_commit_callbacks
+) -> None:
+    # A model holds the interests as its first positive: after an edit it must not keep the old ones.
+    subscriber = SubscriberFactory(interests="graph neural networks", timezone="UTC")
+    liked = PaperFactory(title="Message passing on molecules", abstract="Graph networks for chemistry.")
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(client, feedback_url(subscriber, liked.pk, "more"))
+    before = ReaderModel.objects.get(subscriber=subscriber)
+    manage_url = url("manage", subscriber, Purpose.MANAGE)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(client, manage_url, manage_data(interests="speech recognition for low-resource languages"))
+
+    after = ReaderModel.objects.get(subscriber=subscriber)
+    assert after.fitted_at > before.fitted_at
+    assert after.features != before.features  # the new interests' words are among its features
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(client, manage_url, manage_data(interests="speech recognition for low-resource languages"))
+
+    assert ReaderModel.objects.get(subscriber=subscriber).fitted_at == after.fitted_at  # unchanged: no fit

@@ -415,6 +415,23 @@ def test_update_preferences_changes_every_field_and_reschedules() -> None:
     assert subscriber.next_send_at == datetime(2026, 3, 6, 6, 0, tzinfo=UTC)
 
 
+def test_update_preferences_says_whether_the_interests_changed() -> None:
+    subscriber = SubscriberFactory(interests="quantization")
+
+    assert (
+        subscriber_update_preferences(
+            subscriber=subscriber, preferences=Preferences(interests="quantization", send_hour=9), now=NOW
+        )
+        is False
+    )
+    assert (
+        subscriber_update_preferences(
+            subscriber=subscriber, preferences=Preferences(interests="speech"), now=NOW
+        )
+        is True
+    )
+
+
 def test_pausing_clears_the_schedule() -> None:
     subscriber = SubscriberFactory(next_send_at=NOW + timedelta(hours=1))
     subscriber_update_preferences(
