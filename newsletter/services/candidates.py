@@ -186,6 +186,9 @@ class CandidatePool:
         self.counts = _counts(self.features)
         self.vectors = tfidf(self.counts) if self.papers else self.counts
         self.vectors.sort_indices()  # reasons look features up in a row by binary search
+        # The transpose, as CSR, for the chunk's products (interests, models, named and liked
+        # papers): `@ vectors.T` would convert it again for each of them, a quarter of their cost.
+        self.vectors_t = self.vectors.T.tocsr()
         # How strongly each paper belongs to each topic (PaperTopic.score), not a yes/no.
         triples = [
             (i, self.topic_column[t], score)

@@ -99,14 +99,14 @@ def rank(
     )
     topic_strength = np.asarray((chosen_topics @ pool.topics.T).todense())
     queries = interest_queries([pr.interests for pr in profiles], [pr.anchors for pr in profiles])
-    similarity = np.asarray((queries @ pool.vectors.T).todense())
+    similarity = np.asarray((queries @ pool.vectors_t).todense())
     query_features = np.diff(queries.indptr).astype(np.float64)
     full = np.clip(
         SIMILARITY_FULL * np.sqrt(SIMILARITY_FULL_FEATURES / np.maximum(query_features, 1.0)),
         SIMILARITY_FULL_LONG,
         SIMILARITY_FULL,
     )[:, None]
-    learned = np.asarray((_tastes(profiles) @ pool.vectors.T).todense())
+    learned = np.asarray((_tastes(profiles) @ pool.vectors_t).todense())
     keywords = PhraseHits([pr.phrases for pr in profiles], pool)
     keyword_hits = keywords.counts
     excluded = PhraseHits([pr.excluded for pr in profiles], pool).counts > 0
@@ -204,7 +204,7 @@ def _pool_cosines(
     vectors, _ = paper_vectors([list(distinct.values())])
     row_of = {paper_id: row for row, paper_id in enumerate(distinct)}
     rows = np.array([row_of[paper.id] for group in groups for paper in group], dtype=np.intp)
-    return (vectors @ pool.vectors.T).toarray()[rows], offsets
+    return (vectors @ pool.vectors_t).toarray()[rows], offsets
 
 
 def _top(scores: np.ndarray, paper_ids: np.ndarray, limit: int) -> np.ndarray:
