@@ -5,8 +5,9 @@ The slow path is the reference: `render_to_string("emails/digest.html", context)
 The fast path (`compiled_digest()`) must give the same email. Two serialization details differ and are
 normalized by `html_tokens`, which compares the documents as parsed HTML rather than as bytes:
 
-- the fast path escapes with Django's `escape`, which writes `'` and `"` as `&#x27;` and `&quot;`;
-  lxml (premailer's serializer) writes them as the characters. Both parse to the same text.
+- the fast path escapes with `html.escape` (what Django's `escape` does), which writes `'` and `"`
+  as `&#x27;` and `&quot;`; lxml (premailer's serializer) writes them as the characters. Both parse to
+  the same text.
 - lxml pretty-prints: an element whose children are all inside a `{% for %}` over an empty list is
   written `<ul></ul>` by the slow path and `<ul>\n\n</ul>` by the fast one. Whitespace between tags
   is not content.
