@@ -131,8 +131,7 @@ def phrase_grams(phrase: str) -> tuple[str, ...]:
 @lru_cache(maxsize=65536)
 def phrase_columns(phrase: str) -> tuple[int, ...]:
     """The feature columns of `phrase_grams`; hashed, so a hit must be confirmed on real grams."""
-    grams = phrase_grams(phrase)
-    return tuple(sorted({int(c) for c in _hasher.transform([list(grams)]).indices})) if grams else ()
+    return tuple(sorted(set(gram_columns(phrase_grams(phrase)))))
 
 
 _GRAM_COLUMNS: dict[str, int] = {}
