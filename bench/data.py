@@ -4,7 +4,7 @@ Papers are variants of the 281 real sample papers (sentences of each abstract re
 borrowed from another paper), so the text statistics are real ones. Subscribers get 0-3 topics,
 interests taken from real paper titles and keyword lists, varied time zones, hours and sizes.
 `feedback_create` then gives a share of them "More like this" / "Not for me" marks and fits their
-models with the production fit (newsletter.services.learning), for the with-feedback phases.
+models with the production fit (newsletter.services.learning.reader_model), for the with-feedback phases.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 
 from newsletter.models import Feedback, Subscriber
-from newsletter.services.learning import reader_model_fit
+from newsletter.services.learning.reader_model import reader_model_fit
 from papers.models import Paper, PaperTopic, Topic
 from papers.services.latex import latex_to_text
 from papers.services.parsers import parse_listing

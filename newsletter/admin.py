@@ -11,7 +11,7 @@ from newsletter.models import (
     Suppression,
     WarmupDay,
 )
-from newsletter.services.brake import brake_release
+from newsletter.services.deliverability.brake import brake_release
 from newsletter.services.operator import (
     deliveries_resend,
     digest_test_send,

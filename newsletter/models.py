@@ -154,7 +154,7 @@ class Delivery(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
-    # Set by ESP webhooks (newsletter.services.events) after the send.
+    # Set by ESP webhooks (newsletter.services.deliverability.events) after the send.
     bounced = models.BooleanField(default=False)
 
     class Meta:
@@ -239,7 +239,7 @@ class Feedback(models.Model):
 
 
 class ReaderModel(models.Model):
-    """A subscriber's fitted taste (newsletter.services.learning), stored so that ranking never fits.
+    """A subscriber's fitted taste (learning.reader_model), stored so that ranking never fits.
 
     The weights are a sparse vector over the hashed text features (papers.services.text.N_FEATURES):
     `features` holds the int32 column numbers, `weights` the float32 values, both as raw bytes.
@@ -265,7 +265,7 @@ class ReaderModel(models.Model):
 
 
 class SendingPause(models.Model):
-    """The brake (newsletter.services.brake): while a pause is open (not resumed), nothing is sent and
+    """The brake (deliverability.brake): while a pause is open (not resumed), nothing is sent and
     deliveries wait in PENDING. Kept after the resume as the record of what happened."""
 
     started_at = models.DateTimeField(auto_now_add=True)
@@ -293,7 +293,7 @@ class SendingPause(models.Model):
 
 
 class WarmupDay(models.Model):
-    """Warm-up of a new sending domain (newsletter.services.warmup): the cap of one UTC day and the
+    """Warm-up of a new sending domain (deliverability.warmup): the cap of one UTC day and the
     emails counted against it. The next sending day's cap doubles unless `troubled`."""
 
     day = models.DateField(unique=True)

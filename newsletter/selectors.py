@@ -354,5 +354,5 @@ def stats_per_day(*, days: int, today: date) -> list[DayStats]:
 
 
 def sending_pause_active() -> SendingPause | None:
-    """The open pause of the brake (newsletter.services.brake), if sending is paused."""
+    """The open pause of the brake (newsletter.services.deliverability.brake), if sending is paused."""
     return SendingPause.objects.filter(is_open=True).first()

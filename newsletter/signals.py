@@ -3,7 +3,7 @@
 from anymail.signals import tracking
 from django.dispatch import receiver
 
-from newsletter.services.events import event_store
+from newsletter.services.deliverability.events import event_store
 
 
 @receiver(tracking, dispatch_uid="newsletter.esp_tracking")

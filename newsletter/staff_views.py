@@ -8,8 +8,8 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from newsletter.selectors import RATE_LIMIT_LINE, DayStats, stats_per_day, stats_subscribers
-from newsletter.services.sendrate import send_rate_status
-from newsletter.services.warmup import warmup_status
+from newsletter.services.deliverability.sendrate import send_rate_status
+from newsletter.services.deliverability.warmup import warmup_status
 from newsletter.stats_charts import chart_deliveries, chart_papers, chart_rates, chart_subscribers
 from papers.selectors import stats_feeds
 

@@ -18,12 +18,12 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from newsletter.selectors import Preferences
-from newsletter.services.bounces import bounce_mailbox_process
-from newsletter.services.brake import brake_check
+from newsletter.services.deliverability.bounces import bounce_mailbox_process
+from newsletter.services.deliverability.brake import brake_check
+from newsletter.services.deliverability.events import event_process
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import deliveries_sweep, digests_dispatch_iter
-from newsletter.services.events import event_process
-from newsletter.services.learning import reader_model_fit
+from newsletter.services.learning.reader_model import reader_model_fit
 from newsletter.services.subscription import (
     Answer,
     EmailKind,

@@ -21,7 +21,7 @@ from newsletter.client_address import client_address
 from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
 from newsletter.models import Feedback, Subscriber
 from newsletter.selectors import digest_preview, feedback_choice, feedback_given, subscriber_export
-from newsletter.services.feedback import feedback_record, feedback_remove
+from newsletter.services.learning.feedback import feedback_record, feedback_remove
 from newsletter.services.ratelimit import rate_limit_exceeded
 from newsletter.services.render import PaperRowCache, digest_web_context, paper_card, paper_url
 from newsletter.services.subscription import (

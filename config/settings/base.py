@@ -172,7 +172,7 @@ NEWSLETTER_FIRST_DIGEST_WINDOW = timedelta(days=env.int("NEWSLETTER_FIRST_DIGEST
 
 # --- Deliverability (README "Deliverability") ---------------------------------------------------
 # One send rate for every worker process and machine ("14/s", "50000/h"; empty = unlimited, and then
-# the limiter costs nothing). Enforced by a token bucket in Redis (newsletter.services.sendrate).
+# the limiter costs nothing). Enforced by a token bucket in Redis (deliverability.sendrate).
 NEWSLETTER_SEND_RATE = env("NEWSLETTER_SEND_RATE", default="")
 # Optional per-domain rates on top of it, for self-hosted SMTP: "gmail.com=5/s,yahoo.com=2/s".
 NEWSLETTER_DOMAIN_RATES = env("NEWSLETTER_DOMAIN_RATES", default="")

@@ -34,11 +34,11 @@ from django.utils import timezone
 from newsletter.models import Delivery, Subscriber
 from newsletter.selectors import sending_pause_active
 from newsletter.services.addresses import emails_suppressed
+from newsletter.services.deliverability.sendrate import SendPacer, pacer_for_chunk
+from newsletter.services.deliverability.warmup import warmup_admit, warmup_return, warmup_trouble
 from newsletter.services.digest import DeliveryPicks, digests_build
 from newsletter.services.outcomes import Outcome, OutcomeRecorder, outcome_writes, retry_delay
 from newsletter.services.render import PaperRowCache, digest_email
-from newsletter.services.sendrate import SendPacer, pacer_for_chunk
-from newsletter.services.warmup import warmup_admit, warmup_return, warmup_trouble
 
 logger = logging.getLogger("newsletter.delivery")
 
@@ -79,7 +79,9 @@ class SendError(Exception):
         super().__init__(message)
         self.permanent = permanent
         self.connection_lost = connection_lost
-        self.throttled = throttled  # the relay wants us slower (services/sendrate.py cuts the rate)
+        self.throttled = (
+            throttled  # the relay wants us slower (services/deliverability/sendrate.py cuts the rate)
+        )
 
 
 # 421 is "service busy, closing"; other 4xx count when their text says slow down.
@@ -147,14 +149,14 @@ def deliveries_send(*, delivery_ids: Sequence[int], now: datetime | None = None)
     """
     now = now or timezone.now()
     result = SendResult()
-    # Brake hook (services/brake.py): while sending is paused nothing is claimed; all stays PENDING.
+    # Brake hook (deliverability/brake.py): while sending is paused nothing is claimed; all stays PENDING.
     if sending_pause_active() is not None:
         result.paused = True
         return result
     claimed = deliveries_claim(delivery_ids=delivery_ids, now=now)
     if not claimed:
         return result
-    # Warm-up hook (services/warmup.py): only today's allowance goes out, oldest first.
+    # Warm-up hook (services/deliverability/warmup.py): only today's allowance goes out, oldest first.
     admission = warmup_admit(deliveries=claimed, now=now)
     if admission.retry_at is not None:
         result.deferred += admission.held_back
@@ -245,7 +247,7 @@ def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult, reco
             if recorder.broken:
                 return index
             recorder.renew_lease()
-            # Send-rate hook (services/sendrate.py): hold a permit, or put the rest of the chunk off.
+            # Send-rate hook (deliverability/sendrate.py): hold a permit, or put the rest of the chunk off.
             if pacer is not None and not _paced(pacer, outgoing[index:], result, recorder):
                 return len(outgoing) if not recorder.broken else index
             delivery, message = item.delivery, item.message

@@ -151,7 +151,7 @@ def deliveries_sweep(
             status=Delivery.Status.PENDING, queued_at=None, last_error="worker lost while sending; re-driven"
         )
         if sending_pause_active() is not None:
-            # Brake hook (services/brake.py): paused deliveries stay PENDING, queued again on resume.
+            # Brake hook (deliverability/brake.py): paused deliveries stay PENDING, queued again on resume.
             return []
         stale_before = now - settings.NEWSLETTER_STALE_PENDING
         if queued_before is not None:

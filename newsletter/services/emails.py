@@ -25,7 +25,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from premailer import Premailer
 
-from newsletter.services.verp import verp_address
+from newsletter.services.deliverability.verp import verp_address
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ For s subscribers and p candidate papers every signal is an s x p matrix:
                                      1.0 instead of 4.0 once the subscriber has a fitted model, which
                                      holds the interests as its first positive)
               + 2.0 * keyword hits  (interest phrases found in the paper, 1 = three or more)
-              + 24  * learned       (the subscriber's fitted feedback model, newsletter.services.learning,
+              + 24  * learned       (the subscriber's fitted feedback model, learning.reader_model,
                                      scaled so the strongest rated paper is 1: typically 0.1 to 0.4 for
                                      papers like the liked ones, negative near the dismissed ones)
     score     = relevance + 0.5 * popularity (log upvotes/stars, 1 = 500+) + 0.25 * recency

@@ -216,7 +216,7 @@ def subscriber_update_preferences(
     *, subscriber: Subscriber, preferences: Preferences, now: datetime | None = None
 ) -> bool:
     """Save the preferences. True when the interests changed: a reader model is fitted with them as
-    its first positive (services/learning.py), so the caller has it fitted again."""
+    its first positive (services/learning/reader_model.py), so the caller has it fitted again."""
     now = now or timezone.now()
     interests_before = subscriber.interests
     with transaction.atomic():

@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 
 from newsletter.models import Delivery, EmailEvent, SendingPause
-from newsletter.services.brake import brake_check, brake_release
-from newsletter.services.sendrate import rate_parse, send_rate_status
-from newsletter.services.warmup import WAITING, warmup_status
+from newsletter.services.deliverability.brake import brake_check, brake_release
+from newsletter.services.deliverability.sendrate import rate_parse, send_rate_status
+from newsletter.services.deliverability.warmup import WAITING, warmup_status
 from tests.factories import DeliveryFactory
 from tests.integration.conftest import Workers, wait_until
 from tests.integration.test_faults import WORKER_START, all_sent, due_subscribers, statuses
@@ -46,7 +46,7 @@ def test_two_worker_processes_share_one_send_rate(
     wait_until(lambda: all_sent(400), timeout=WORKER_START + 60, what=f"400 sent; now {statuses()}")
 
     assert faulty_smtp.recipients() == {email: 1 for email in emails}, workers.logs()
-    # The bound of services/sendrate.py: rate + the bucket (one batch) + per process the batch it may
+    # The bound of deliverability/sendrate.py: rate + the bucket (one batch) + per process the batch it may
     # hold and the one message in flight. 40/s takes batches of 4: 40 + 4 + 2 x (4 + 1) = 54.
     batch, processes = rate_parse("40/s").batch, 2
     allowance = batch + processes * (batch + 1)

@@ -9,8 +9,8 @@ import time_machine
 from django.test import Client
 
 from newsletter.models import Delivery, DeliveryItem, EmailEvent, Feedback, Subscriber
-from newsletter.services.feedback import feedback_record
-from newsletter.services.learning import reader_model_fit
+from newsletter.services.learning.feedback import feedback_record
+from newsletter.services.learning.reader_model import reader_model_fit
 from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory, TopicFactory
 from tests.newsletter.helpers import NOW
 

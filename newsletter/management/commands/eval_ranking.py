@@ -3,7 +3,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from newsletter.services.evaluation import EVAL_LIMIT, RANDOM_SEED, EvaluationError, ranking_evaluate
+from newsletter.services.learning.evaluation import EVAL_LIMIT, RANDOM_SEED, EvaluationError, ranking_evaluate
 
 ANCHOR_SHOWN = 60
 

@@ -1,4 +1,4 @@
-"""eval_ranking (newsletter.services.evaluation): the production ranking on the shipped seed lists."""
+"""eval_ranking (learning.evaluation): the production ranking on the shipped seed lists."""
 
 from __future__ import annotations
 

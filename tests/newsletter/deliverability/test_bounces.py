@@ -1,4 +1,4 @@
-"""Bounces without an ESP (newsletter.services.bounces, verp): the signed envelope sender, reading
+"""Bounces without an ESP (deliverability.bounces, verp): the signed envelope sender, reading
 reports and auto-replies, the webhooks' suppression rules, a Maildir and a real Dovecot IMAP server."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from django.core import signing
 from imapclient import IMAPClient
 
 from newsletter.models import EmailEvent, Subscriber, Suppression
-from newsletter.services.bounces import bounce_handle, bounce_mailbox_process, bounce_parse
+from newsletter.services.deliverability.bounces import bounce_handle, bounce_mailbox_process, bounce_parse
+from newsletter.services.deliverability.verp import SALT, verp_address, verp_subscriber_id
 from newsletter.services.emails import build_email
-from newsletter.services.verp import SALT, verp_address, verp_subscriber_id
 from tests.conftest import FIXTURES
 from tests.factories import SubscriberFactory
 from tests.support import DovecotServer

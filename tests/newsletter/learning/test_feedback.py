@@ -1,11 +1,11 @@
-"""Feedback (newsletter.services.feedback): one row per paper, the latest choice wins; a task fits."""
+"""Feedback (learning.feedback): one row per paper, the latest choice wins; a task fits."""
 
 from __future__ import annotations
 
 import pytest
 
 from newsletter.models import Feedback, ReaderModel
-from newsletter.services.feedback import feedback_record, feedback_remove
+from newsletter.services.learning.feedback import feedback_record, feedback_remove
 from newsletter.tasks import fit_reader_model
 from tests.factories import PaperFactory, SubscriberFactory
 

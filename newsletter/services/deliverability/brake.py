@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from newsletter.models import Delivery, EmailEvent, SendingPause
 from newsletter.selectors import sending_pause_active
-from newsletter.services.warmup import warmup_trouble
+from newsletter.services.deliverability.warmup import warmup_trouble
 
 logger = logging.getLogger("newsletter.brake")
 

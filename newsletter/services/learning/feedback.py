@@ -1,7 +1,7 @@
 """A reader's "More like this" / "Not for me": one row per (subscriber, paper), the latest choice wins.
 
 After a change the caller queues the task that refits the subscriber's model
-(newsletter.tasks.fit_reader_model, newsletter.services.learning), so no email ever waits for a fit.
+(newsletter.tasks.fit_reader_model, learning.reader_model), so no email ever waits for a fit.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Feedback models (newsletter.services.learning) and how ranking uses them, on the sample papers."""
+"""Feedback models (learning.reader_model) and how ranking uses them, on the sample papers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from scipy import sparse
 from newsletter.models import Feedback, ReaderModel
 from newsletter.selectors import profiles_build
 from newsletter.services.candidates import CandidatePool, Pick
-from newsletter.services.learning import MAX_WEIGHTS, MIN_RATINGS_CLASSIFIER, reader_model_fit, taste_fit
+from newsletter.services.learning.reader_model import (
+    MAX_WEIGHTS,
+    MIN_RATINGS_CLASSIFIER,
+    reader_model_fit,
+    taste_fit,
+)
 from newsletter.services.ranking import rank
 from papers.models import Paper, Topic
 from papers.selectors import papers_candidates, topic_names

@@ -1,4 +1,4 @@
-"""Warm-up (newsletter.services.warmup): a daily cap that doubles after clean days; the rest waits."""
+"""Warm-up (deliverability.warmup): a daily cap that doubles after clean days; the rest waits."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time_machine
 from django.utils import timezone
 
 from newsletter.models import Delivery, WarmupDay
+from newsletter.services.deliverability.warmup import WAITING, warmup_status, warmup_trouble
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import deliveries_sweep
-from newsletter.services.warmup import WAITING, warmup_status, warmup_trouble
 from tests.newsletter.helpers import NOW, dispatch_one_chunk, due, quantization_papers
 
 pytestmark = pytest.mark.django_db

@@ -34,8 +34,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from newsletter.models import Delivery, Feedback, Subscriber
 from newsletter.services.digest import digests_build
-from newsletter.services.feedback import feedback_record
-from newsletter.services.learning import reader_model_fit
+from newsletter.services.learning.feedback import feedback_record
+from newsletter.services.learning.reader_model import reader_model_fit
 from papers.models import Paper
 from papers.services.ingest import papers_ingest_path
 from papers.services.parsers import parse

@@ -1,4 +1,4 @@
-"""The brake (newsletter.services.brake): trips on complaint or hard-bounce rates with enough volume,
+"""The brake (deliverability.brake): trips on complaint or hard-bounce rates with enough volume,
 holds deliveries in PENDING, shows a red banner, and an admin action resumes sending."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from newsletter.models import Delivery, EmailEvent, SendingPause
-from newsletter.services.brake import brake_check
+from newsletter.services.deliverability.brake import brake_check
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import deliveries_sweep
 from tests.factories import DeliveryFactory

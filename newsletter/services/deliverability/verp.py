@@ -3,7 +3,7 @@
 With NEWSLETTER_BOUNCE_ADDRESS = "bounces@digest.example.org", the email to subscriber 1234 goes out
 with `MAIL FROM:<bounces+ya.<signature>@digest.example.org>` (the id in base 36, then an HMAC of it
 made by django.core.signing with a salt of this purpose only). Bounces go to that address, so the
-bounce mailbox (services/bounces.py) knows whose address failed even when the report itself is
+bounce mailbox (services/deliverability/bounces.py) knows whose address failed even when the report itself is
 unreadable, and a forged bounce cannot name an address it never received. The local part stays under
 the 64 characters RFC 5321 allows; the From header is unchanged. Empty setting: no VERP.
 """

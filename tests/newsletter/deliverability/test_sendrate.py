@@ -1,4 +1,4 @@
-"""The shared send rate (newsletter.services.sendrate): parsing, the token bucket in the real Redis, the
+"""The shared send rate (deliverability.sendrate): parsing, the token bucket in the real Redis, the
 AIMD cut and recovery, and the send path's hooks (deferral instead of long sleeps, 421 slows down)."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from newsletter.models import Delivery
-from newsletter.services import sendrate
-from newsletter.services.delivery import classify_send_error, deliveries_send
-from newsletter.services.sendrate import (
+from newsletter.services.deliverability import sendrate
+from newsletter.services.deliverability.sendrate import (
     SendPacer,
     domain_rates_parse,
     pacer_for_chunk,
     rate_parse,
     send_rate_status,
 )
+from newsletter.services.delivery import classify_send_error, deliveries_send
 from tests.newsletter.helpers import dispatch_one_chunk, due, quantization_papers
 
 

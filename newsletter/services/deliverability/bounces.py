@@ -1,5 +1,5 @@
 """Bounces without an ESP: read the bounce mailbox, suppress what bounced, by the same rules as the
-ESP webhooks (services/events.py: hard at once, soft ones counted).
+ESP webhooks (services/deliverability/events.py: hard at once, soft ones counted).
 
 Beat runs `bounce_mailbox_process` every NEWSLETTER_BOUNCE_CHECK_MINUTES when NEWSLETTER_BOUNCE_MAILBOX
 is set (`imaps://user:password@host/INBOX`, `imap://...` on localhost only, or `maildir:///path`).
@@ -9,7 +9,7 @@ Each message in the folder:
    detectors: permanent failures are hard bounces, temporary ones soft), an auto-reply or
    out-of-office note (RFC 3834 headers and the usual subjects: ignored), or nothing of ours;
 2. names its subscriber through the signed VERP token of the address it was sent to
-   (services/verp.py); without a valid token, only addresses flufl.bounce found that belong to a
+   (deliverability/verp.py); without a valid token, only addresses flufl.bounce found that belong to a
    subscriber count, so a stray report cannot suppress a stranger;
 3. becomes one EmailEvent per address, keyed by the report's Message-ID, processed by
    `event_process` like a webhook's: processing the same report twice changes nothing;
@@ -42,8 +42,8 @@ from imapclient import IMAPClient
 
 from newsletter.models import Subscriber
 from newsletter.services.addresses import email_key
-from newsletter.services.events import event_insert, event_process
-from newsletter.services.verp import verp_subscriber_id
+from newsletter.services.deliverability.events import event_insert, event_process
+from newsletter.services.deliverability.verp import verp_subscriber_id
 
 logger = logging.getLogger("newsletter.bounces")
 
