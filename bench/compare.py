@@ -185,10 +185,12 @@ def side_run(*, root: Path, database: str, bench_args: list[str], log: Callable[
             "--naive-sample", "0", "--scale-out-at", "0", "--send-rate", "", "--json", "--out", out,
         ]  # fmt: skip
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        log(done.stderr[-3000:])
-        raise SystemExit(f"bench_digests failed in {root} (exit {done.returncode})")
-    return json.loads(done.stdout)
+        if done.returncode != 0:
+            log(done.stderr[-3000:])
+            raise SystemExit(f"bench_digests failed in {root} (exit {done.returncode})")
+        # The report file, not stdout: a revision may print other lines there.
+        (report,) = Path(out).glob("*.json")
+        return json.loads(report.read_text())
 
 
 def compare_run(
