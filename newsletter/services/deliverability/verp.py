@@ -6,23 +6,33 @@ made by django.core.signing with a salt of this purpose only). Bounces go to tha
 bounce mailbox (services/deliverability/bounces.py) knows whose address failed even when the report itself is
 unreadable, and a forged bounce cannot name an address it never received. The local part stays under
 the 64 characters RFC 5321 allows; the From header is unchanged. Empty setting: no VERP.
+
+The Message-ID of every email to a subscriber is signed the same way (another salt):
+`<digest.ya.<16 hex of nonce>.<signature>@site>`. A report that carries back the headers of what we
+sent proves by it which subscriber the email went to, with VERP or without (an ARF complaint, a bounce
+to the plain From address), and nothing is stored per email to check it. Both are read by
+`signed_subscriber_ids` (deliverability/trust.py decides what they prove).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 
 from django.conf import settings
 from django.core import signing
 from django.utils.http import base36_to_int, int_to_base36
 
 SALT = "newsletter.verp.bounce"
+MESSAGE_ID_SALT = "newsletter.message-id"
 _SIGNER_SEP = "."  # not in the signature's URL-safe base64 alphabet, and allowed in a local part
 _TOKEN = re.compile(r"\+([0-9a-z]{1,13}\.[A-Za-z0-9_-]{20,64})@")
+# Keep in step with message_id_make: <prefix>.<id in base 36>.<nonce>.<signature>@
+_MESSAGE_ID_TOKEN = re.compile(r"<[\w-]{1,40}\.([0-9a-z]{1,13}\.[0-9a-f]{16}\.[A-Za-z0-9_-]{20,64})@")
 
 
-def _signer() -> signing.Signer:
-    return signing.Signer(salt=SALT, sep=_SIGNER_SEP)
+def _signer(salt: str = SALT) -> signing.Signer:
+    return signing.Signer(salt=salt, sep=_SIGNER_SEP)
 
 
 def verp_address(*, subscriber_id: int) -> str | None:
@@ -43,3 +53,21 @@ def verp_subscriber_id(address: str) -> int | None:
         return base36_to_int(_signer().unsign(match.group(1)))
     except (signing.BadSignature, ValueError):
         return None
+
+
+def message_id_make(*, subscriber_id: int, prefix: str, domain: str) -> str:
+    """A unique Message-ID that names, signed, the subscriber the email goes to."""
+    signed = _signer(MESSAGE_ID_SALT).sign(f"{int_to_base36(subscriber_id)}.{secrets.token_hex(8)}")
+    return f"<{prefix}.{signed}@{domain}>"
+
+
+def signed_subscriber_ids(text: str) -> set[int]:
+    """The subscribers named by every validly signed VERP address or Message-ID found in `text`."""
+    found = set()
+    for pattern, salt in ((_TOKEN, SALT), (_MESSAGE_ID_TOKEN, MESSAGE_ID_SALT)):
+        for match in pattern.finditer(text):
+            try:
+                found.add(base36_to_int(_signer(salt).unsign(match.group(1)).split(".")[0]))
+            except (signing.BadSignature, ValueError):
+                continue
+    return found
