@@ -9,6 +9,7 @@ host only once STARTTLS succeeded with a verified certificate (else InsecureMail
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import mailbox
@@ -106,7 +107,8 @@ class ImapBox:
             # The default context verifies the certificate and that it names the host.
             self.client.starttls(ssl.create_default_context())
         except Exception as exc:
-            self.client.shutdown()
+            with contextlib.suppress(OSError):  # a failed handshake may have closed the socket
+                self.client.shutdown()
             raise InsecureMailbox(
                 f"NEWSLETTER_BOUNCE_MAILBOX: STARTTLS with {host} failed ({type(exc).__name__}: {exc}); "
                 "the password is not sent unencrypted to a host other than this machine. "
