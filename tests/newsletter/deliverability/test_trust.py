@@ -216,6 +216,15 @@ def test_a_verified_arf_complaint_unsubscribes_and_counts_toward_the_complaint_b
     assert brake_check() is not None  # 1 of 20 is above 0.3%
 
 
+def test_an_arf_complaint_sent_to_a_verp_address_is_a_complaint_not_a_soft_bounce() -> None:
+    reader = SubscriberFactory(status=Subscriber.Status.ACTIVE)
+    raw = arf(to=verp_address(subscriber_id=reader.pk), returned="To: redacted@provider.example")
+
+    assert bounce_handle(raw=raw) == "complaint"
+    assert suppressed() == {reader.email: Suppression.Reason.COMPLAINT}
+    assert EmailEvent.objects.get().bounce_kind == ""
+
+
 def test_an_arf_complaint_verified_by_the_message_id_works_without_verp(settings) -> None:
     settings.NEWSLETTER_BOUNCE_ADDRESS = ""
     reader = SubscriberFactory(status=Subscriber.Status.ACTIVE)
