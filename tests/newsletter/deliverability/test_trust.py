@@ -155,6 +155,15 @@ def test_a_message_id_sent_to_someone_else_or_made_up_verifies_nobody_else() -> 
     assert victim.email not in suppressed()
 
 
+def test_a_message_id_signed_before_a_key_rotation_still_verifies(settings) -> None:
+    reader = SubscriberFactory()
+    returned = f"Message-ID: {sent_message_id(reader)}"
+    settings.SECRET_KEY_FALLBACKS, settings.SECRET_KEY = [settings.SECRET_KEY], "a-new-key-" + "x" * 50
+    assert bounce_parse(dsn(reader.email, returned=returned)).emails == (reader.email,)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert bounce_parse(dsn(reader.email, returned=returned)).emails == ()
+
+
 def test_sixty_forged_reports_no_longer_trip_the_brake(settings) -> None:
     settings.NEWSLETTER_BRAKE_MIN_SENT = 1000
     attacker = SubscriberFactory(status=Subscriber.Status.PENDING)
