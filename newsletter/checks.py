@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.http.request import validate_host
 
+from newsletter.services.deliverability.mailbox import is_loopback
+
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 
@@ -37,6 +39,32 @@ def check_site_url(app_configs=None, **kwargs) -> list[CheckMessage]:
                 f"SITE_URL's host {url.hostname!r} is not in ALLOWED_HOSTS: links in emails would get 400.",
                 hint="Add it to ALLOWED_HOSTS.",
                 id="newsletter.W003",
+            )
+        ]
+    return []
+
+
+@register(Tags.security, deploy=True)
+def check_bounce_mailbox(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """The bounce mailbox's password must not cross the network in clear (deliverability/mailbox.py)."""
+    if not settings.NEWSLETTER_BOUNCE_MAILBOX:
+        return []
+    url = urlsplit(settings.NEWSLETTER_BOUNCE_MAILBOX)
+    if url.scheme not in ("imaps", "imap", "maildir"):
+        return [
+            Error(
+                f"NEWSLETTER_BOUNCE_MAILBOX has the scheme {url.scheme!r}: no bounce would be read.",
+                hint="Use imaps://user:password@host/INBOX or maildir:///path.",
+                id="newsletter.E009",
+            )
+        ]
+    if url.scheme == "imap" and not is_loopback(url.hostname):
+        return [
+            Warning(
+                f"NEWSLETTER_BOUNCE_MAILBOX is plain imap:// to {url.hostname}: the password is sent only "
+                "after STARTTLS with a valid certificate, and the mailbox is not read if that fails.",
+                hint="Use imaps:// (TLS from the start, port 993); plain imap:// is for this machine only.",
+                id="newsletter.W009",
             )
         ]
     return []

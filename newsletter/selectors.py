@@ -270,6 +270,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "timestamp": _isoformat(e.timestamp),
                 "description": e.description,
                 "bounce_kind": e.bounce_kind,
+                "verified": e.verified,
             }
             for e in events
         ],
@@ -289,6 +290,7 @@ class DayStats:
     failed: int = 0
     bounced: int = 0
     complaints: int = 0
+    unverified: int = 0  # bounce-mailbox reports that proved no mail of ours (deliverability/trust.py)
     papers: int = 0  # papers ingested
 
     @property
@@ -334,8 +336,9 @@ def stats_per_day(*, days: int, today: date) -> list[DayStats]:
     confirmed = _count_per_day(Subscriber.objects.all(), "confirmed_at", start)
     unsubscribed = _count_per_day(Subscriber.objects.all(), "unsubscribed_at", start)
     complaints = _count_per_day(
-        EmailEvent.objects.filter(event_type=EventType.COMPLAINED), "received_at", start
+        EmailEvent.objects.filter(event_type=EventType.COMPLAINED, verified=True), "received_at", start
     )
+    unverified = _count_per_day(EmailEvent.objects.filter(verified=False), "received_at", start)
     papers = _count_per_day(Paper.objects.all(), "ingested_at", start)
     out = []
     for offset in range(days):
@@ -346,6 +349,7 @@ def stats_per_day(*, days: int, today: date) -> list[DayStats]:
                 confirmed=confirmed.get(day, {}).get("n", 0),
                 unsubscribed=unsubscribed.get(day, {}).get("n", 0),
                 complaints=complaints.get(day, {}).get("n", 0),
+                unverified=unverified.get(day, {}).get("n", 0),
                 papers=papers.get(day, {}).get("n", 0),
                 **deliveries.get(day, {}),
             )

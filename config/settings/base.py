@@ -188,8 +188,9 @@ NEWSLETTER_WARMUP = int(env("NEWSLETTER_WARMUP", default="") or 0) or None
 # VERP: digests go out with the envelope sender bounces+<signed token>@<domain> of this address
 # (e.g. "bounces@digest.example.org"), so a bounce names its subscriber. Empty = DEFAULT_FROM_EMAIL.
 NEWSLETTER_BOUNCE_ADDRESS = env("NEWSLETTER_BOUNCE_ADDRESS", default="")
-# The mailbox the bounces arrive in: imaps://user:pass@host[:993][/FOLDER], imap://... (STARTTLS is
-# not attempted: use it only on localhost), or maildir:///path. Read by beat every few minutes.
+# The mailbox the bounces arrive in: imaps://user:pass@host[:993][/FOLDER], imap://... (plain on
+# loopback only; to another host the password is sent only after STARTTLS with a valid certificate),
+# or maildir:///path. Read by beat every few minutes.
 NEWSLETTER_BOUNCE_MAILBOX = env("NEWSLETTER_BOUNCE_MAILBOX", default="")
 NEWSLETTER_BOUNCE_CHECK_MINUTES = env.int("NEWSLETTER_BOUNCE_CHECK_MINUTES", default=5)
 # The brake: sending pauses when, since the last resume, the spam complaint rate of 7 days passes the
