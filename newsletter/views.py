@@ -33,6 +33,7 @@ from newsletter.services.subscription import (
 )
 from newsletter.services.tokens import (
     Purpose,
+    ascii_id,
     feedback_token_load,
     token_delivery,
     token_make,
@@ -181,8 +182,8 @@ def feedback_forget(request: HttpRequest, token: str) -> HttpResponse:
     subscriber = _manage_subscriber(token)
     if subscriber is None:
         return invalid_link(request)
-    paper_id = request.POST.get("paper", "")
-    if paper_id.isdigit() and feedback_remove(subscriber=subscriber, paper_id=int(paper_id)):
+    paper_id = ascii_id(request.POST.get("paper", ""))
+    if paper_id is not None and feedback_remove(subscriber=subscriber, paper_id=paper_id):
         fit_reader_model.delay_on_commit(subscriber.pk)
         messages.success(request, "Removed. Your next digests no longer learn from that paper.")
     return redirect("newsletter:manage", token=token)

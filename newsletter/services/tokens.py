@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -105,6 +106,18 @@ def token_delivery(*, token: str) -> Delivery | None:
     return delivery
 
 
+# Ids in URLs and forms: ASCII digits only. str.isdigit() also accepts "¹" and "٣" (int() fails on the
+# first, reads the second as 3), and 18 digits keep any id inside PostgreSQL's bigint.
+_ASCII_ID = re.compile(r"[0-9]{1,18}")
+
+
+def ascii_id(value: object) -> int | None:
+    """The id a link or form carries, or None unless it is 1 to 18 ASCII digits."""
+    if isinstance(value, str) and _ASCII_ID.fullmatch(value):
+        return int(value)
+    return None
+
+
 def _feedback_message(subscriber_id: int, paper_id: int, fingerprint: str) -> str:
     return f"{subscriber_id}.{paper_id}.{fingerprint}"
 
@@ -135,9 +148,11 @@ def feedback_token_load(*, token: str) -> tuple[Subscriber, int] | None:
     if not isinstance(token, str) or len(token) > 120:
         return None
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+    if len(parts) != 3:
         return None
-    subscriber_id, paper_id = int(parts[0]), int(parts[1])
+    subscriber_id, paper_id = ascii_id(parts[0]), ascii_id(parts[1])
+    if subscriber_id is None or paper_id is None:
+        return None
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None:
         return None
