@@ -83,7 +83,7 @@ def test_one_click_unsubscribe_with_any_body(body: bytes) -> None:
 
 # Ids in links and forms are ASCII digits only: "¹" and "²" pass str.isdigit() but not int(), and
 # "٣" (Arabic-Indic three) passes both; each must be an invalid link, never a 500 or another id.
-UNICODE_DIGITS = ["¹", "²", "٣", "０", "𝟗", "①", "٣٣"]
+UNICODE_DIGITS = ["¹", "²", "٣", "\uff10", "\U0001d7d7", "①", "٣٣"]  # fullwidth 0, bold 9
 DIGITS_LIKE = st.text(alphabet=st.characters(categories=("Nd", "No")), min_size=1, max_size=20)
 TOKEN_ROUTES = [
     "confirm/{}/",
