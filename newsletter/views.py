@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from newsletter.client_address import client_address
+from newsletter.client_address import client_key
 from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
 from newsletter.models import Feedback, Subscriber
 from newsletter.selectors import digest_preview, feedback_choice, feedback_given, subscriber_export
@@ -46,7 +46,7 @@ from papers.selectors import papers_by_ids
 def _too_many(request: HttpRequest, scope: str, limit: int | None = None) -> bool:
     return rate_limit_exceeded(
         scope=scope,
-        key=client_address(request),
+        key=client_key(request),
         limit=limit or settings.NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR,
         window_seconds=3600,
     )

@@ -296,6 +296,12 @@ NEWSLETTER_FEEDBACK_PER_IP_PER_HOUR = env.int("NEWSLETTER_FEEDBACK_PER_IP_PER_HO
 NEWSLETTER_TRUSTED_PROXIES = env.int("NEWSLETTER_TRUSTED_PROXIES", default=0)
 if NEWSLETTER_TRUSTED_PROXIES < 0:
     raise ImproperlyConfigured("NEWSLETTER_TRUSTED_PROXIES must be 0 or more")
+# IPv6 visitors are limited per network of this prefix length (newsletter.client_address.client_key):
+# a subscriber line gets at least a /64 and rotates addresses inside it. 48 or 56 is stricter (some
+# ISPs hand out /56 or /48), 128 would count each address apart. `check --deploy` flags <32 or >64.
+NEWSLETTER_IPV6_PREFIX_LENGTH = env.int("NEWSLETTER_IPV6_PREFIX_LENGTH", default=64)
+if not 0 <= NEWSLETTER_IPV6_PREFIX_LENGTH <= 128:
+    raise ImproperlyConfigured("NEWSLETTER_IPV6_PREFIX_LENGTH must be between 0 and 128")
 
 # Admin log-in throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords from one client address
 # (behind proxies: newsletter.client_address), that address waits AXES_COOLOFF_TIME. Keyed on the address,
@@ -304,7 +310,8 @@ if NEWSLETTER_TRUSTED_PROXIES < 0:
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
-AXES_CLIENT_IP_CALLABLE = "newsletter.client_address.client_address"
+# The rate-limit key: an IPv6 client is its /64 (NEWSLETTER_IPV6_PREFIX_LENGTH), not one address of it.
+AXES_CLIENT_IP_CALLABLE = "newsletter.client_address.client_key"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 # Successful log-ins are not worth a row each; failures are what the admin lists.
