@@ -31,9 +31,7 @@ class UsernameDelayBackend:
         if wait:
             setattr(request, _REFUSED, True)
             unit = "second" if wait == 1 else "seconds"
-            messages.error(
-                request, f"Too many failed log-ins for this username: try again in {wait} {unit}."
-            )
+            messages.error(request, f"Too many failed log-ins for this username: try again in {wait} {unit}.")
             raise PermissionDenied
         return None
 
