@@ -20,11 +20,19 @@ from django.views.decorators.http import require_http_methods
 from newsletter.client_address import client_key
 from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
 from newsletter.models import Feedback, Subscriber
-from newsletter.selectors import digest_preview, feedback_choice, feedback_given, subscriber_export
+from newsletter.selectors import (
+    Preferences,
+    digest_preview,
+    feedback_choice,
+    feedback_given,
+    preferences_to_confirm,
+    subscriber_export,
+)
 from newsletter.services.learning.feedback import feedback_record, feedback_remove
 from newsletter.services.ratelimit import rate_limit_exceeded
 from newsletter.services.render import PaperRowCache, digest_web_context, paper_card, paper_url
 from newsletter.services.subscription import (
+    awaits_confirmation,
     subscriber_confirm,
     subscriber_delete,
     subscriber_resubscribe,
@@ -40,7 +48,7 @@ from newsletter.services.tokens import (
     token_subscriber,
 )
 from newsletter.tasks import fit_reader_model, handle_link_request, handle_signup
-from papers.selectors import papers_by_ids
+from papers.selectors import papers_by_ids, topic_names
 
 
 def _too_many(request: HttpRequest, scope: str, limit: int | None = None) -> bool:
@@ -96,8 +104,34 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST" and subscriber_confirm(subscriber=subscriber):
         messages.success(request, "You are subscribed. Your first digest is on its way at the time below.")
         return redirect("newsletter:manage", token=manage_token)
-    context = {"subscriber": subscriber, "manage_token": manage_token}
+    awaiting = awaits_confirmation(subscriber)
+    context = {
+        "subscriber": subscriber,
+        "manage_token": manage_token,
+        "awaiting": awaiting,
+        # Shown before the button: what this click turns on (tokens bind the link to it).
+        "activates": _preferences_shown(preferences_to_confirm(subscriber)) if awaiting else None,
+    }
     return render(request, "newsletter/confirm.html", context)
+
+
+def _preferences_shown(preferences: Preferences) -> dict[str, object]:
+    """The preferences a confirmation activates, as the page names them."""
+    names = topic_names()
+    return {
+        "topics": [names[t] for t in preferences.topic_ids if t in names],
+        "interests": preferences.interests,
+        "excluded_keywords": preferences.excluded_keywords,
+        "followed_authors": preferences.followed_authors,
+        "frequency": Subscriber.Frequency(preferences.frequency).label,
+        "weekday": Subscriber.Weekday(preferences.weekday).label
+        if preferences.frequency == Subscriber.Frequency.WEEKLY
+        else "",
+        "send_hour": preferences.send_hour,
+        "timezone": preferences.timezone,
+        "papers_per_digest": preferences.papers_per_digest,
+        "email_format": Subscriber.Format(preferences.email_format).label,
+    }
 
 
 @require_http_methods(["GET", "POST"])
