@@ -22,7 +22,8 @@ _REFUSED = "_login_throttle_refused"
 
 class UsernameDelayBackend:
     """Refuses, without checking the password, an attempt made before the username's delay ran out.
-    Listed before ModelBackend in AUTHENTICATION_BACKENDS; it never logs anyone in."""
+    Listed before ModelBackend in AUTHENTICATION_BACKENDS; it never logs anyone in, so it has no
+    get_user() (Client.force_login() would pick it and log no one in)."""
 
     def authenticate(self, request: HttpRequest | None, username: str | None = None, **credentials):
         if request is None or not username:
@@ -33,9 +34,6 @@ class UsernameDelayBackend:
             unit = "second" if wait == 1 else "seconds"
             messages.error(request, f"Too many failed log-ins for this username: try again in {wait} {unit}.")
             raise PermissionDenied
-        return None
-
-    def get_user(self, user_id: int) -> None:
         return None
 
 
