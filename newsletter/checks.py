@@ -68,3 +68,28 @@ def check_bounce_mailbox(app_configs=None, **kwargs) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+# A network shorter than /32 lumps a whole ISP together; longer than /64 lets one line rotate through
+# fresh allowances (every line has at least a /64).
+IPV6_PREFIX_SANE = range(32, 65)
+
+
+@register(Tags.security, deploy=True)
+def check_ipv6_prefix(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """Per-client limits key IPv6 visitors by network (newsletter.client_address.client_key)."""
+    length = settings.NEWSLETTER_IPV6_PREFIX_LENGTH
+    if length in IPV6_PREFIX_SANE:
+        return []
+    return [
+        Warning(
+            f"NEWSLETTER_IPV6_PREFIX_LENGTH is {length}: "
+            + (
+                "a client rotating addresses inside its /64 gets a fresh rate limit per address."
+                if length > 64
+                else "visitors of a whole provider would share one rate limit."
+            ),
+            hint="Use 64 (the default), or 56 or 48 for providers that hand out such networks.",
+            id="newsletter.W020",
+        )
+    ]

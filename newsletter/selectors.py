@@ -62,6 +62,15 @@ def preferences_stored(subscriber: Subscriber) -> dict:
     return {name: getattr(subscriber, name) for name in SCALAR_PREFERENCES}
 
 
+def preferences_to_confirm(subscriber: Subscriber) -> Preferences:
+    """What confirming activates: the sign-up set aside on an unsubscribed row, else the row's own."""
+    if subscriber.pending_preferences is not None:
+        stored = subscriber.pending_preferences
+        return Preferences(**{**stored, "topic_ids": tuple(stored["topic_ids"])})
+    topic_ids = tuple(subscriber.topics.order_by("id").values_list("id", flat=True))
+    return Preferences(topic_ids=topic_ids, **preferences_stored(subscriber))
+
+
 def subscribers_due(*, now: datetime) -> list[int]:
     """Ids of confirmed, unsuppressed subscribers whose next digest time has come, in one query."""
     suppressed = Suppression.objects.filter(email=OuterRef("email"))
