@@ -173,7 +173,9 @@ class CompiledTemplate:
             for name, attribute in _ITEM_LISTS.items():
                 if name in self.fragments and _slot(name) not in _PER_DIGEST:
                     values[_slot(name)] = self._repeat(name, getattr(item, attribute))
-            cached = self._papers[key] = tuple(self.fragments[name].fill_some(values) for name in self._repeated)
+            cached = self._papers[key] = tuple(
+                self.fragments[name].fill_some(values) for name in self._repeated
+            )
         return cached
 
     def _repeat(self, name: str, values: list[str]) -> str:

@@ -317,7 +317,9 @@ def test_digest_bytes_are_those_of_the_stock_generator() -> None:
     for multipart and single-part mail, with and without a final newline, in both line endings."""
     html = "<!DOCTYPE html>\n<p>Zoë &amp; café</p>\n\n<p>" + "x" * 900 + "</p>"  # no final newline
     for rendered in (
-        RenderedEmail(subject="Ask2Mask and 9 more", text="1. Zoë\n   https://arxiv.org/abs/1\n\n", html=html),
+        RenderedEmail(
+            subject="Ask2Mask and 9 more", text="1. Zoë\n   https://arxiv.org/abs/1\n\n", html=html
+        ),
         RenderedEmail(subject="Plain", text="one line\r\nand a CRLF one\nlast", html=None),
     ):
         msg = build_email("digest", to="reader@example.org", context={}, rendered=rendered).message()
