@@ -51,7 +51,7 @@ def contrast(foreground: str, background: str) -> float:
 
 
 def look(page: Page, selectors: list[str], screenshot: Path) -> float:
-    """Screenshot the page; assert each selector's text is readable; return the page background's luminance."""
+    """Screenshot the page, assert each selector's text is readable, return the body's luminance."""
     page.screenshot(path=screenshot, full_page=True)
     assert screenshot.stat().st_size > 0
     for selector in selectors:
@@ -92,8 +92,10 @@ def test_the_digest_email_in_light_and_dark(browser: Browser, live_server, setti
             == "Rafael Rafailov, Archit Sharma, Eric Mitchell et al."
         )
 
-    selectors = [".intro", ".overview-link", ".paper-title", ".authors", ".date", ".abstract", ".link", ".stat",
-                 ".reason", ".chip", ".feedback-link", ".footer"]  # fmt: skip
+    selectors = [
+        ".intro", ".overview-link", ".paper-title", ".authors", ".date", ".abstract", ".link", ".stat",
+        ".reason", ".chip", ".feedback-link", ".footer",
+    ]  # fmt: skip
     in_both_schemes(browser, live_server.url, show, selectors, "digest-email", tmp_path)
 
 
@@ -114,8 +116,10 @@ def test_the_web_copy_and_a_site_page_in_light_and_dark(
 
     in_both_schemes(
         browser, live_server.url, digest_page,
-        [".lead", ".overview a", ".paper-title", ".authors", ".meta", ".abstract", ".links a", ".stat", ".chip",
-         ".reasons li", ".site-footer"],
+        [
+            ".lead", ".overview a", ".paper-title", ".authors", ".meta", ".abstract", ".links a", ".stat",
+            ".chip", ".reasons li", ".site-footer",
+        ],
         "digest-web", tmp_path,
     )  # fmt: skip
     in_both_schemes(
