@@ -28,8 +28,9 @@ from newsletter.services.tokens import Purpose, token_subscriber
 from tests.factories import PaperFactory, SubscriberFactory
 
 DIGEST_VALUES = {
-    "intro": "2 new papers matched.",
-    "count_label": "2 new papers",
+    "subject": "Ask2Mask and 1 more paper on speech & audio",
+    "intro": "2 papers new to you since your last digest.",
+    "count_label": "2 papers",
     "period_label": "Monday 12 January",
     "email": "reader@example.org",
     "frequency_label": "daily",
@@ -119,14 +120,15 @@ def test_render_email_inlines_css() -> None:
 
 
 def test_subject_cannot_inject_headers() -> None:
+    # The subject names the lead paper: a title with line breaks must not start a header.
     rendered = digest_render(
-        items=[], values={**DIGEST_VALUES, "period_label": "Monday\r\nBcc: victim@example.org\n"}, html=False
+        items=[], values={**DIGEST_VALUES, "subject": "Ask2Mask\r\nBcc: victim@example.org\n"}, html=False
     )
     message = parsed(build_email("digest", to="reader@example.org", context={}, rendered=rendered))
 
     assert "\n" not in rendered.subject and "\r" not in rendered.subject
     assert message["Bcc"] is None
-    assert message["Subject"] == "2 new papers for you, Monday Bcc: victim@example.org"
+    assert message["Subject"] == "Ask2Mask Bcc: victim@example.org"
 
 
 @pytest.mark.django_db
@@ -308,3 +310,21 @@ def test_digest_bytes_are_unchanged_by_the_header_policy() -> None:
     assert msg.as_bytes(linesep="\r\n") == fast
     subject = fast.split(b"\r\nSubject: ", 1)[1].split(b"\r\nFrom:", 1)[0]
     assert subject.lstrip().startswith(b"=?utf-8?q?") and subject.count(b"\r\n ") > 1  # compat32 folded it
+
+
+def test_digest_bytes_are_those_of_the_stock_generator() -> None:
+    """ListEmail serializes its text parts a whole part at a time: the bytes are the stock ones,
+    for multipart and single-part mail, with and without a final newline, in both line endings."""
+    html = "<!DOCTYPE html>\n<p>Zoë &amp; café</p>\n\n<p>" + "x" * 900 + "</p>"  # no final newline
+    for rendered in (
+        RenderedEmail(
+            subject="Ask2Mask and 9 more", text="1. Zoë\n   https://arxiv.org/abs/1\n\n", html=html
+        ),
+        RenderedEmail(subject="Plain", text="one line\r\nand a CRLF one\nlast", html=None),
+    ):
+        msg = build_email("digest", to="reader@example.org", context={}, rendered=rendered).message()
+        for linesep in ("\r\n", "\n"):
+            stock = type(msg).as_bytes(msg, linesep=linesep)  # Django's SafeMIME*.as_bytes
+
+            assert msg.as_bytes(linesep=linesep) == stock
+            assert rendered.text.splitlines()[0].encode() in stock
