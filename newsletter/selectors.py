@@ -74,12 +74,15 @@ def subscribers_due(*, now: datetime) -> list[int]:
     )
 
 
-def reader_models(*, subscriber_ids: Sequence[int]) -> dict[int, tuple[bytes, bytes, list[int]]]:
-    """The stored feedback models of these subscribers: (features, weights, liked ids), one query."""
+def reader_models(
+    *, subscriber_ids: Sequence[int]
+) -> dict[int, tuple[bytes, bytes, list[int], float, float]]:
+    """The stored feedback models of these subscribers, one query: (features, weights, liked ids,
+    threshold, confidence)."""
     rows = ReaderModel.objects.filter(subscriber_id__in=subscriber_ids).values_list(
-        "subscriber_id", "features", "weights", "liked"
+        "subscriber_id", "features", "weights", "liked", "threshold", "confidence"
     )
-    return {subscriber_id: (bytes(f), bytes(w), liked) for subscriber_id, f, w, liked in rows}
+    return {subscriber_id: (bytes(f), bytes(w), liked, t, c) for subscriber_id, f, w, liked, t, c in rows}
 
 
 def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> set[tuple[int, int]]:
@@ -121,7 +124,7 @@ def profiles_complete(profiles: Sequence[Profile], *, models: bool) -> list[Prof
     """The profiles with the papers their interests name and, with `models`, their fitted models."""
     stored = reader_models(subscriber_ids=[p.subscriber_id for p in profiles]) if models else {}
     keys = [title_keys(p.interests) for p in profiles]
-    liked_ids = {paper_id for _, _, liked in stored.values() for paper_id in liked}
+    liked_ids = {paper_id for _, _, liked, _, _ in stored.values() for paper_id in liked}
     by_key: dict[str, CandidatePaper] = {}
     by_id: dict[int, CandidatePaper] = {}
     if liked_ids or any(keys):
@@ -133,11 +136,13 @@ def profiles_complete(profiles: Sequence[Profile], *, models: bool) -> list[Prof
         anchors = tuple(named.values())
         taste = None
         if profile.subscriber_id in stored:
-            features, weights, liked = stored[profile.subscriber_id]
+            features, weights, liked, threshold, confidence = stored[profile.subscriber_id]
             taste = Taste(
                 features=np.frombuffer(features, dtype=np.int32),
                 weights=np.frombuffer(weights, dtype=np.float32),
                 liked=tuple(by_id[i] for i in liked if i in by_id),
+                threshold=threshold,
+                confidence=confidence,
             )
         result.append(dataclasses.replace(profile, anchors=anchors, taste=taste))
     return result

@@ -50,6 +50,8 @@ class Taste:
     features: np.ndarray  # int32 feature columns
     weights: np.ndarray  # float32, aligned with `features`
     liked: tuple[CandidatePaper, ...] = ()
+    threshold: float = 0.25  # the score at which the model alone makes a paper eligible
+    confidence: float = 1.0  # 0..1, how much evidence the model has: its weight in ranking
 
 
 @dataclass(frozen=True)
