@@ -29,11 +29,18 @@ from newsletter.models import (
     Subscriber,
     Suppression,
 )
-from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, title_keys
+from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, implied_topics, title_keys
 from newsletter.services.ranking import rank
 from newsletter.services.schedule import window_start
 from papers.models import Paper
-from papers.selectors import CandidatePaper, papers_by_ids, papers_candidates, papers_named, topic_names
+from papers.selectors import (
+    CandidatePaper,
+    papers_by_ids,
+    papers_candidates,
+    papers_named,
+    topic_names,
+    topic_texts,
+)
 
 
 @dataclass(frozen=True)
@@ -130,8 +137,11 @@ def profiles_complete(profiles: Sequence[Profile], *, models: bool) -> list[Prof
     if liked_ids or any(keys):
         for key, paper in papers_named(title_keys=[k for ks in keys for k in ks], ids=list(liked_ids)):
             by_key[key] = by_id[paper.id] = paper
+    # One query for the chunk, only when someone has interests.
+    texts = [p.interests if p.interests.strip() else "" for p in profiles]
+    implied = implied_topics(texts, topic_texts()) if any(texts) else [() for _ in profiles]
     result = []
-    for profile, profile_keys in zip(profiles, keys, strict=True):
+    for profile, profile_keys, topics in zip(profiles, keys, implied, strict=True):
         named = {by_key[k].id: by_key[k] for k in profile_keys if k in by_key}
         anchors = tuple(named.values())
         taste = None
@@ -144,7 +154,9 @@ def profiles_complete(profiles: Sequence[Profile], *, models: bool) -> list[Prof
                 threshold=threshold,
                 confidence=confidence,
             )
-        result.append(dataclasses.replace(profile, anchors=anchors, taste=taste))
+        # A paper the interests name says far more than a guessed topic.
+        topics = () if anchors else topics
+        result.append(dataclasses.replace(profile, anchors=anchors, taste=taste, implied_topics=topics))
     return result
 
 

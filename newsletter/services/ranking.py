@@ -56,6 +56,9 @@ from papers.services.text import (
 WEIGHT_TOPIC = 3.0
 WEIGHT_SIMILARITY = 4.0
 WEIGHT_KEYWORD = 2.0
+# Topics the interests' text is close to (candidates.implied_topics); a guess the model replaces as
+# its evidence grows.
+WEIGHT_IMPLIED_TOPIC = 1.0
 WEIGHT_LEARNED = 24.0
 WEIGHT_SIMILARITY_LEARNED = 1.0  # instead of WEIGHT_SIMILARITY once a model is fitted
 WEIGHT_POPULARITY = 0.5
@@ -98,6 +101,18 @@ def rank(
         shape=(s, pool.topics.shape[1]),
     )
     topic_strength = np.asarray((chosen_topics @ pool.topics.T).todense())
+    implied = [
+        (i, pool.topic_column.get(t), w) for i, pr in enumerate(profiles) for t, w in pr.implied_topics
+    ]
+    implied = [(i, c, w) for i, c, w in implied if c is not None]
+    implied_topics = sparse.csr_matrix(
+        (
+            np.array([w for *_, w in implied], dtype=np.float32),
+            ([i for i, _, _ in implied], [c for _, c, _ in implied]),
+        ),
+        shape=(s, pool.topics.shape[1]),
+    )
+    implied_strength = np.asarray((implied_topics @ pool.topics.T).todense())
     queries = interest_queries([pr.interests for pr in profiles], [pr.anchors for pr in profiles])
     similarity = np.asarray((queries @ pool.vectors_t).todense())
     query_features = np.diff(queries.indptr).astype(np.float64)
@@ -122,6 +137,7 @@ def rank(
         WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0)
         + similarity_weight * np.minimum(similarity / full, 1.0) * similar
         + WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0
+        + WEIGHT_IMPLIED_TOPIC * (1.0 - confidence) * np.minimum(implied_strength / TOPIC_FULL, 1.0)
     )
     followed = _followed(profiles, pool)
     has_preferences = np.array(

@@ -35,12 +35,12 @@ from papers.services.text import N_FEATURES
 
 MIN_RATINGS_CLASSIFIER = 5  # likes + dismissals + papers passed over, for the SVM
 ROCCHIO_NEGATIVE = 0.25  # weight of the dismissed papers' centroid
-PASSED_WEIGHT = 0.3  # a paper shown and neither liked nor dismissed: a weak negative
+PASSED_WEIGHT = 0.5  # a paper shown and neither liked nor dismissed: a weak negative
 PASSED_KEPT = 500  # latest papers shown that count as passed over
 CLASSIFIER_C = 0.1
 ROCCHIO_PRIOR = 4.0  # weight of the scaled widened query added to the scaled SVM vector
 ELIGIBLE_SHARE = 0.5  # of the median score of the reader's own positives: eligible on the model alone
-EVIDENCE_FULL = 10.0  # evidence (likes + dismissals + PASSED_WEIGHT x passed) at full confidence
+EVIDENCE_FULL = 5.0  # evidence (likes + dismissals + PASSED_WEIGHT x passed) at full confidence
 MAX_WEIGHTS = 4000  # nonzero weights kept: bounds the stored row and the chunk's sparse product
 LIKED_KEPT = 10  # latest liked papers remembered, for "Like “…”, which you liked"
 
