@@ -262,6 +262,12 @@ class ReaderModel(models.Model):
     weights = models.BinaryField()
     # Liked paper ids, latest first: ranking names the closest one ("Like “…”, which you liked").
     liked = models.JSONField(default=list)
+    # The score at which the model alone makes a paper eligible, relative to the scores the model
+    # gives the reader's own positives (learning.reader_model.ELIGIBLE_SHARE).
+    threshold = models.FloatField(default=0.25)
+    # 0..1: how much evidence the model has (likes, dismissals, papers shown and passed over);
+    # ranking's weight of the model grows with it.
+    confidence = models.FloatField(default=1.0)
     fitted_at = models.DateTimeField()
 
     def __str__(self) -> str:
