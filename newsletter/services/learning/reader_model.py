@@ -1,9 +1,9 @@
 """Learning from "More like this" / "Not for me": one linear model per subscriber on the text features.
 
 Positives are the subscriber's interests (their text and the papers they name), as a first positive
-the way arxiv-sanity-lite uses a tag's query, plus every paper they liked; negatives are the papers
-they dismissed. Every vector is the TF-IDF row of papers.services.text, so "like" means what ranking
-and tagging mean by it.
+the way arxiv-sanity-lite uses a tag's query, plus every paper they liked and the abstracts of their
+library (learning.library); negatives are the papers they dismissed. Every vector is the TF-IDF row
+of papers.services.text, so "like" means what ranking and tagging mean by it.
 
 - With fewer than MIN_RATINGS_CLASSIFIER ratings, or no dismissal yet: Rocchio,
   w = mean(positives) - ROCCHIO_NEGATIVE * mean(negatives).
@@ -19,6 +19,7 @@ multiplies a chunk's stored vectors, stacked, with the papers' vectors.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,12 +29,17 @@ from scipy import sparse
 from sklearn.svm import LinearSVC
 
 from newsletter.models import Feedback, ReaderModel, Subscriber
-from newsletter.selectors import profiles_complete
+from newsletter.selectors import (
+    interests_with_library,
+    library_abstracts,
+    library_titles,
+    profiles_complete,
+)
 from newsletter.services.candidates import Profile, interest_queries, paper_vectors
 from papers.selectors import papers_by_ids
-from papers.services.text import N_FEATURES
+from papers.services.text import N_FEATURES, paper_text, vectorize
 
-MIN_RATINGS_CLASSIFIER = 5  # ratings (likes + dismissals, the interests not counted) for the SVM
+MIN_RATINGS_CLASSIFIER = 5  # ratings (likes, dismissals, library abstracts; not the interests) for the SVM
 ROCCHIO_NEGATIVE = 0.25  # weight of the dismissed papers' centroid
 CLASSIFIER_C = 0.1
 ROCCHIO_PRIOR = 4.0  # weight of the scaled Rocchio vector added to the scaled SVM vector
@@ -88,7 +94,10 @@ def reader_model_fit(*, subscriber_id: int) -> ReaderModel | None:
         .order_by("-updated_at", "-id")
         .values_list("paper_id", "choice")
     )
-    if not rows:
+    # The reader's library (learning.library): its papers we have are likes (rows above), the others'
+    # abstracts further positives, and their bare titles part of the interests.
+    library = library_abstracts(subscriber_id=subscriber_id)
+    if not rows and not library:
         ReaderModel.objects.filter(subscriber_id=subscriber_id).delete()
         return None
     papers = {p.id: p for p in papers_by_ids(ids=[paper_id for paper_id, _ in rows])}
@@ -96,16 +105,23 @@ def reader_model_fit(*, subscriber_id: int) -> ReaderModel | None:
     dismissed = [papers[i] for i, choice in rows if choice == Feedback.Choice.LESS]
     vectors, offsets = paper_vectors([liked, dismissed])
     positives = vectors[: offsets[1]]
-    if subscriber.interests.strip():
-        (profile,) = profiles_complete([_bare_profile(subscriber)], models=False)
-        positives = sparse.vstack([interest_queries([subscriber.interests], [profile.anchors]), positives])
-    fitted = taste_fit(positives=positives.tocsr(), negatives=vectors[offsets[1] :], ratings=len(rows))
+    if library:
+        positives = sparse.vstack([positives, vectorize([paper_text(t, a) for t, a in library])])
+    interests = interests_with_library(
+        subscriber.interests, library_titles(subscriber_ids=[subscriber_id]).get(subscriber_id, ())
+    )
+    if interests.strip():
+        bare = dataclasses.replace(_bare_profile(subscriber), interests=interests)
+        (profile,) = profiles_complete([bare], models=False)
+        positives = sparse.vstack([interest_queries([interests], [profile.anchors]), positives])
+    ratings = len(rows) + len(library)
+    fitted = taste_fit(positives=positives.tocsr(), negatives=vectors[offsets[1] :], ratings=ratings)
     with transaction.atomic():
         model, _ = ReaderModel.objects.update_or_create(
             subscriber_id=subscriber_id,
             defaults={
                 "kind": fitted.kind,
-                "ratings": len(rows),
+                "ratings": ratings,
                 "features": fitted.features.tobytes(),
                 "weights": fitted.weights.tobytes(),
                 "liked": [p.id for p in liked[:LIKED_KEPT]],
