@@ -270,7 +270,7 @@ class LibraryEntry(models.Model):
 
     - `paper` set (a paper of the database): a "More like this" Feedback row made at import;
     - otherwise with an abstract: a positive of the reader model, as a liked paper's text is;
-    - otherwise with a title: part of the interest text ranking matches;
+    - every title is interest text (a paper we have is then named by it, as an interest can);
     - an id alone of a paper we don't have: nothing yet (shown as waiting).
     """
 

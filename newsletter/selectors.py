@@ -305,10 +305,11 @@ def library_size(*, subscriber: Subscriber) -> int:
 
 
 def library_titles(*, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
-    """Titles of the library entries we know nothing else about (not our paper, no abstract): they
-    are interest text. One query for a chunk."""
+    """The titles of the readers' library entries, interest text: a paper we have is then named by
+    its title (its abstract joins the query, as for any interest that names a paper), the others add
+    their titles' words. One query for a chunk."""
     rows = (
-        LibraryEntry.objects.filter(subscriber_id__in=subscriber_ids, paper=None, abstract="")
+        LibraryEntry.objects.filter(subscriber_id__in=subscriber_ids)
         .exclude(title="")
         .order_by("id")
         .values_list("subscriber_id", "title")
