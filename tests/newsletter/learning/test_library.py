@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from newsletter.models import Feedback, LibraryEntry, ReaderModel
-from newsletter.selectors import digest_preview, library_titles, papers_already_sent, profiles_build
+from newsletter.models import Feedback, LibraryEntry, ReaderModel, Subscriber
+from newsletter.selectors import (
+    Preferences,
+    digest_preview,
+    library_titles,
+    papers_already_sent,
+    profiles_build,
+)
 from newsletter.services.learning.library import (
     library_clear,
     library_entry_remove,
@@ -24,6 +30,7 @@ from newsletter.services.learning.library_formats import (
     library_parse,
 )
 from newsletter.services.learning.reader_model import reader_model_fit
+from newsletter.services.subscription import subscriber_subscribe
 from papers.models import Paper
 from tests.factories import PaperFactory, SubscriberFactory
 
@@ -319,3 +326,18 @@ def test_a_known_paper_deleted_later_leaves_its_entry() -> None:
 
     entry = LibraryEntry.objects.get(subscriber=reader)
     assert (entry.paper, entry.title) == (None, "Graph networks for molecules")
+
+
+@pytest.mark.django_db
+def test_a_second_unconfirmed_sign_up_replaces_the_library_of_the_first() -> None:
+    PaperFactory(title="Attention Is All You Need", external_id="1706.03762")
+    first = library_parse(data="1706.03762\nSome Unknown Paper Title").items
+    second = library_parse(data="Another Unknown Paper Title").items
+
+    subscriber_subscribe(email="ada@example.org", preferences=Preferences(), library=first)
+    subscriber_subscribe(email="ada@example.org", preferences=Preferences(), library=second)
+
+    (reader,) = Subscriber.objects.all()
+    assert reader.status == Subscriber.Status.PENDING
+    assert list(LibraryEntry.objects.values_list("title", flat=True)) == ["Another Unknown Paper Title"]
+    assert not Feedback.objects.exists()  # the first sign-up's like went with its entry
