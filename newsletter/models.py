@@ -258,6 +258,12 @@ class ReaderModel(models.Model):
     weights = models.BinaryField()
     # Liked paper ids, latest first: ranking names the closest one ("Like “…”, which you liked").
     liked = models.JSONField(default=list)
+    # The score at which the model alone makes a paper eligible, relative to the scores the model
+    # gives the reader's own positives (learning.reader_model.ELIGIBLE_SHARE).
+    threshold = models.FloatField(default=0.25)
+    # 0..1: how much evidence the model has (likes, dismissals, papers shown and passed over);
+    # ranking's weight of the model grows with it.
+    confidence = models.FloatField(default=1.0)
     fitted_at = models.DateTimeField()
 
     def __str__(self) -> str:
@@ -270,7 +276,7 @@ class LibraryEntry(models.Model):
 
     - `paper` set (a paper of the database): a "More like this" Feedback row made at import;
     - otherwise with an abstract: a positive of the reader model, as a liked paper's text is;
-    - every title is interest text (a paper we have is then named by it, as an interest can);
+    - otherwise with a title: part of the interest text ranking matches;
     - an id alone of a paper we don't have: nothing yet (shown as waiting).
     """
 

@@ -30,11 +30,18 @@ from newsletter.models import (
     Subscriber,
     Suppression,
 )
-from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, title_keys
+from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, implied_topics, title_keys
 from newsletter.services.ranking import rank
 from newsletter.services.schedule import window_start
 from papers.models import Paper
-from papers.selectors import CandidatePaper, papers_by_ids, papers_candidates, papers_named, topic_names
+from papers.selectors import (
+    CandidatePaper,
+    papers_by_ids,
+    papers_candidates,
+    papers_named,
+    topic_names,
+    topic_texts,
+)
 
 
 @dataclass(frozen=True)
@@ -75,12 +82,15 @@ def subscribers_due(*, now: datetime) -> list[int]:
     )
 
 
-def reader_models(*, subscriber_ids: Sequence[int]) -> dict[int, tuple[bytes, bytes, list[int]]]:
-    """The stored feedback models of these subscribers: (features, weights, liked ids), one query."""
+def reader_models(
+    *, subscriber_ids: Sequence[int]
+) -> dict[int, tuple[bytes, bytes, list[int], float, float]]:
+    """The stored feedback models of these subscribers, one query: (features, weights, liked ids,
+    threshold, confidence)."""
     rows = ReaderModel.objects.filter(subscriber_id__in=subscriber_ids).values_list(
-        "subscriber_id", "features", "weights", "liked"
+        "subscriber_id", "features", "weights", "liked", "threshold", "confidence"
     )
-    return {subscriber_id: (bytes(f), bytes(w), liked) for subscriber_id, f, w, liked in rows}
+    return {subscriber_id: (bytes(f), bytes(w), liked, t, c) for subscriber_id, f, w, liked, t, c in rows}
 
 
 def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> set[tuple[int, int]]:
@@ -124,25 +134,32 @@ def profiles_complete(profiles: Sequence[Profile], *, models: bool) -> list[Prof
     """The profiles with the papers their interests name and, with `models`, their fitted models."""
     stored = reader_models(subscriber_ids=[p.subscriber_id for p in profiles]) if models else {}
     keys = [title_keys(p.interests) for p in profiles]
-    liked_ids = {paper_id for _, _, liked in stored.values() for paper_id in liked}
+    liked_ids = {paper_id for _, _, liked, _, _ in stored.values() for paper_id in liked}
     by_key: dict[str, CandidatePaper] = {}
     by_id: dict[int, CandidatePaper] = {}
     if liked_ids or any(keys):
         for key, paper in papers_named(title_keys=[k for ks in keys for k in ks], ids=list(liked_ids)):
             by_key[key] = by_id[paper.id] = paper
+    # One query for the chunk, only when someone has interests.
+    texts = [p.interests if p.interests.strip() else "" for p in profiles]
+    implied = implied_topics(texts, topic_texts()) if any(texts) else [() for _ in profiles]
     result = []
-    for profile, profile_keys in zip(profiles, keys, strict=True):
+    for profile, profile_keys, topics in zip(profiles, keys, implied, strict=True):
         named = {by_key[k].id: by_key[k] for k in profile_keys if k in by_key}
         anchors = tuple(named.values())
         taste = None
         if profile.subscriber_id in stored:
-            features, weights, liked = stored[profile.subscriber_id]
+            features, weights, liked, threshold, confidence = stored[profile.subscriber_id]
             taste = Taste(
                 features=np.frombuffer(features, dtype=np.int32),
                 weights=np.frombuffer(weights, dtype=np.float32),
                 liked=tuple(by_id[i] for i in liked if i in by_id),
+                threshold=threshold,
+                confidence=confidence,
             )
-        result.append(dataclasses.replace(profile, anchors=anchors, taste=taste))
+        # A paper the interests name says far more than a guessed topic.
+        topics = () if anchors else topics
+        result.append(dataclasses.replace(profile, anchors=anchors, taste=taste, implied_topics=topics))
     return result
 
 
@@ -305,11 +322,10 @@ def library_size(*, subscriber: Subscriber) -> int:
 
 
 def library_titles(*, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
-    """The titles of the readers' library entries, interest text: a paper we have is then named by
-    its title (its abstract joins the query, as for any interest that names a paper), the others add
-    their titles' words. One query for a chunk."""
+    """Titles of the library entries we know nothing else about (not our paper, no abstract): they
+    are interest text. One query for a chunk."""
     rows = (
-        LibraryEntry.objects.filter(subscriber_id__in=subscriber_ids)
+        LibraryEntry.objects.filter(subscriber_id__in=subscriber_ids, paper=None, abstract="")
         .exclude(title="")
         .order_by("id")
         .values_list("subscriber_id", "title")

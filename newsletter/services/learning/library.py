@@ -7,11 +7,7 @@ and stores them as LibraryEntry rows, in one transaction:
 - a paper we have (same arXiv id, else same title key) becomes a "More like this" (Feedback), so
   the reader model and the reasons ("Like “…”, which you liked") treat it as any liked paper;
 - an unknown entry with an abstract is a further positive of the reader model (reader_model_fit);
-- every title joins the interest text ranking matches (selectors.library_titles): an unknown
-  title adds its words, and a paper we have is named by it, so its abstract joins the interest
-  query as for a reader who types a paper's title. Without this a reader with only a library had
-  empty digests: their model scores unseen papers 0.09-0.14, under ranking.LEARNED_MIN (0.25), and
-  nothing else made a paper relevant (eval_ranking --library 2: 0.00 before, 0.57 after);
+- an unknown entry with only a title joins the interest text ranking matches (library_titles);
 - an unknown id alone is kept, and waits: we have no text for it.
 
 The caller queues the model fit (newsletter.tasks.fit_reader_model) on commit: no fit per request.

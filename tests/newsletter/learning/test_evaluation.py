@@ -186,3 +186,21 @@ def test_bad_reader_files_are_refused_and_change_nothing(
         call_command("eval_ranking", str(sample_files[0]), option, str(readers))
 
     assert not Paper.objects.exists() and not Subscriber.objects.exists()
+
+
+@pytest.mark.parametrize("feedback", ["likes", "sparse"])
+def test_a_phrase_reader_beats_bm25_and_every_round_of_likes_holds_the_first(sample_files, feedback) -> None:
+    """The floors of issue 17 on the shared lists, from a real run: the phrase reader, the anchor not
+    in the database, liking (some of) what they are shown."""
+    out = StringIO()
+
+    call_command(
+        "eval_ranking", *map(str, sample_files), "--rounds", "5", "--json", "--without-anchor",
+        "--interests", str(READERS / "phrases.json"), "--feedback", feedback, stdout=out,
+    )  # fmt: skip
+
+    result = json.loads(out.getvalue())
+    first, *later = result["mean"]
+    assert first >= result["baselines"]["bm25"][0]
+    assert all(value >= first for value in later), result["mean"]
+    assert all(row["short_digests"] == [] for row in result["lists"])

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletter', '0008_deliverability'),
+        ('newsletter', '0009_reader_model_threshold_and_confidence'),
         ('papers', '0004_paper_abstract_clean'),
     ]
 
