@@ -209,6 +209,10 @@ class EmailEvent(models.Model):
     timestamp = models.DateTimeField(null=True, blank=True)
     description = models.CharField(max_length=500, blank=True)
     bounce_kind = models.CharField(max_length=16, blank=True)
+    # False for a report of the bounce mailbox that proved no delivery of ours (no valid VERP address,
+    # no Message-ID we sent: services/deliverability/trust.py): kept to be seen, applied to no one,
+    # and not counted by the brake. ESP webhooks (behind basic auth) are trusted.
+    verified = models.BooleanField(default=True)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 

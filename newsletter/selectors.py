@@ -70,6 +70,16 @@ def preferences_stored(subscriber: Subscriber) -> dict:
     return {name: getattr(subscriber, name) for name in SCALAR_PREFERENCES}
 
 
+def preferences_to_confirm(subscriber: Subscriber) -> Preferences:
+    """What confirming activates: the sign-up set aside on an unsubscribed row, else the row's own."""
+    if subscriber.pending_preferences is not None:
+        # The sign-up's library waits beside them (learning.library; subscriber_subscribe).
+        stored = {k: v for k, v in subscriber.pending_preferences.items() if k != "library"}
+        return Preferences(**{**stored, "topic_ids": tuple(stored["topic_ids"])})
+    topic_ids = tuple(subscriber.topics.order_by("id").values_list("id", flat=True))
+    return Preferences(topic_ids=topic_ids, **preferences_stored(subscriber))
+
+
 def subscribers_due(*, now: datetime) -> list[int]:
     """Ids of confirmed, unsuppressed subscribers whose next digest time has come, in one query."""
     suppressed = Suppression.objects.filter(email=OuterRef("email"))
@@ -302,6 +312,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "timestamp": _isoformat(e.timestamp),
                 "description": e.description,
                 "bounce_kind": e.bounce_kind,
+                "verified": e.verified,
             }
             for e in events
         ],
@@ -319,6 +330,18 @@ def library_entries(*, subscriber: Subscriber) -> list[LibraryEntry]:
 
 def library_size(*, subscriber: Subscriber) -> int:
     return LibraryEntry.objects.filter(subscriber=subscriber).count()
+
+
+def library_to_confirm(subscriber: Subscriber) -> list[tuple[str, str, str]]:
+    """(arXiv id, DOI, title) of the library a confirmation activates, sorted: the sign-up's set
+    aside on an unsubscribed row, else the pending row's own entries (tokens bind the link to it)."""
+    if subscriber.pending_preferences is not None:
+        items = subscriber.pending_preferences.get("library", [])
+        return sorted((i["arxiv_id"], i["doi"], i["title"]) for i in items)
+    if subscriber.status != Subscriber.Status.PENDING:
+        return []
+    entries = LibraryEntry.objects.filter(subscriber=subscriber)
+    return sorted(entries.values_list("arxiv_id", "doi", "title"))
 
 
 def library_titles(*, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -362,6 +385,7 @@ class DayStats:
     failed: int = 0
     bounced: int = 0
     complaints: int = 0
+    unverified: int = 0  # bounce-mailbox reports that proved no mail of ours (deliverability/trust.py)
     papers: int = 0  # papers ingested
 
     @property
@@ -407,8 +431,9 @@ def stats_per_day(*, days: int, today: date) -> list[DayStats]:
     confirmed = _count_per_day(Subscriber.objects.all(), "confirmed_at", start)
     unsubscribed = _count_per_day(Subscriber.objects.all(), "unsubscribed_at", start)
     complaints = _count_per_day(
-        EmailEvent.objects.filter(event_type=EventType.COMPLAINED), "received_at", start
+        EmailEvent.objects.filter(event_type=EventType.COMPLAINED, verified=True), "received_at", start
     )
+    unverified = _count_per_day(EmailEvent.objects.filter(verified=False), "received_at", start)
     papers = _count_per_day(Paper.objects.all(), "ingested_at", start)
     out = []
     for offset in range(days):
@@ -419,6 +444,7 @@ def stats_per_day(*, days: int, today: date) -> list[DayStats]:
                 confirmed=confirmed.get(day, {}).get("n", 0),
                 unsubscribed=unsubscribed.get(day, {}).get("n", 0),
                 complaints=complaints.get(day, {}).get("n", 0),
+                unverified=unverified.get(day, {}).get("n", 0),
                 papers=papers.get(day, {}).get("n", 0),
                 **deliveries.get(day, {}),
             )

@@ -17,15 +17,17 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from newsletter.client_address import client_address
+from newsletter.client_address import client_key
 from newsletter.forms import LibraryForm, PreferencesForm, RequestLinkForm, SubscribeForm
 from newsletter.models import Feedback, Subscriber
 from newsletter.selectors import (
+    Preferences,
     digest_preview,
     feedback_choice,
     feedback_given,
     library_entries,
     library_size,
+    preferences_to_confirm,
     subscriber_export,
 )
 from newsletter.services.learning.feedback import feedback_record, feedback_remove
@@ -33,6 +35,7 @@ from newsletter.services.learning.library import LibraryReport, library_entry_re
 from newsletter.services.ratelimit import rate_limit_exceeded
 from newsletter.services.render import PaperRowCache, digest_web_context, paper_card, paper_url
 from newsletter.services.subscription import (
+    awaits_confirmation,
     subscriber_confirm,
     subscriber_delete,
     subscriber_resubscribe,
@@ -41,19 +44,20 @@ from newsletter.services.subscription import (
 )
 from newsletter.services.tokens import (
     Purpose,
+    ascii_id,
     feedback_token_load,
     token_delivery,
     token_make,
     token_subscriber,
 )
 from newsletter.tasks import fit_reader_model, handle_link_request, handle_signup
-from papers.selectors import papers_by_ids
+from papers.selectors import papers_by_ids, topic_names
 
 
 def _too_many(request: HttpRequest, scope: str, limit: int | None = None) -> bool:
     return rate_limit_exceeded(
         scope=scope,
-        key=client_address(request),
+        key=client_key(request),
         limit=limit or settings.NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR,
         window_seconds=3600,
     )
@@ -108,8 +112,34 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
             fit_reader_model.delay_on_commit(subscriber.pk)
         messages.success(request, "You are subscribed. Your first digest is on its way at the time below.")
         return redirect("newsletter:manage", token=manage_token)
-    context = {"subscriber": subscriber, "manage_token": manage_token}
+    awaiting = awaits_confirmation(subscriber)
+    context = {
+        "subscriber": subscriber,
+        "manage_token": manage_token,
+        "awaiting": awaiting,
+        # Shown before the button: what this click turns on (tokens bind the link to it).
+        "activates": _preferences_shown(preferences_to_confirm(subscriber)) if awaiting else None,
+    }
     return render(request, "newsletter/confirm.html", context)
+
+
+def _preferences_shown(preferences: Preferences) -> dict[str, object]:
+    """The preferences a confirmation activates, as the page names them."""
+    names = topic_names()
+    return {
+        "topics": [names[t] for t in preferences.topic_ids if t in names],
+        "interests": preferences.interests,
+        "excluded_keywords": preferences.excluded_keywords,
+        "followed_authors": preferences.followed_authors,
+        "frequency": Subscriber.Frequency(preferences.frequency).label,
+        "weekday": Subscriber.Weekday(preferences.weekday).label
+        if preferences.frequency == Subscriber.Frequency.WEEKLY
+        else "",
+        "send_hour": preferences.send_hour,
+        "timezone": preferences.timezone,
+        "papers_per_digest": preferences.papers_per_digest,
+        "email_format": Subscriber.Format(preferences.email_format).label,
+    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -196,8 +226,8 @@ def feedback_forget(request: HttpRequest, token: str) -> HttpResponse:
     subscriber = _manage_subscriber(token)
     if subscriber is None:
         return invalid_link(request)
-    paper_id = request.POST.get("paper", "")
-    if paper_id.isdigit() and feedback_remove(subscriber=subscriber, paper_id=int(paper_id)):
+    paper_id = ascii_id(request.POST.get("paper", ""))
+    if paper_id is not None and feedback_remove(subscriber=subscriber, paper_id=paper_id):
         fit_reader_model.delay_on_commit(subscriber.pk)
         messages.success(request, "Removed. Your next digests no longer learn from that paper.")
     return redirect("newsletter:manage", token=token)

@@ -22,7 +22,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from newsletter.models import EmailEvent, Subscriber
-from newsletter.selectors import Preferences
+from newsletter.selectors import Preferences, preferences_to_confirm
 from newsletter.services.addresses import email_is_suppressed, email_normalize
 from newsletter.services.emails import build_email
 from newsletter.services.learning.library import library_import
@@ -183,12 +183,11 @@ def subscriber_confirm(*, subscriber: Subscriber, now: datetime | None = None) -
     now = now or timezone.now()
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-        if not _awaits_confirmation(locked):
+        if not awaits_confirmation(locked):
             return False
         if locked.pending_preferences is not None:
-            pending = dict(locked.pending_preferences)
-            library = [LibraryItem(**item) for item in pending.pop("library", [])]
-            preferences = Preferences(**{**pending, "topic_ids": tuple(pending["topic_ids"])})
+            preferences = preferences_to_confirm(locked)
+            library = [LibraryItem(**item) for item in locked.pending_preferences.get("library", [])]
             _apply_preferences(locked, preferences)
             # Added to what the returning reader kept (their library is theirs; the sign-up may be
             # anyone's, and only adds once the owner confirms).
@@ -206,7 +205,8 @@ def subscriber_confirm(*, subscriber: Subscriber, now: datetime | None = None) -
     return True
 
 
-def _awaits_confirmation(subscriber: Subscriber) -> bool:
+def awaits_confirmation(subscriber: Subscriber) -> bool:
+    """A pending sign-up, or an unsubscribed row with a sign-up set aside: its confirm page has a button."""
     return subscriber.status == Subscriber.Status.PENDING or (
         subscriber.status == Subscriber.Status.UNSUBSCRIBED and subscriber.pending_preferences is not None
     )
@@ -300,7 +300,7 @@ def subscriber_email_send(*, subscriber_id: int, kind: EmailKind) -> bool:
     if subscriber is None or email_is_suppressed(subscriber.email):
         return False
     wanted = (
-        _awaits_confirmation(subscriber)
+        awaits_confirmation(subscriber)
         if kind == EmailKind.CONFIRM
         else subscriber.status in _EMAIL_FOR_STATUS[kind]
     )

@@ -257,9 +257,7 @@ def test_a_sign_up_for_an_unsubscribed_address_adds_its_library_only_when_confir
     assert list(LibraryEntry.objects.filter(subscriber=owner)) == [_add_for_owner]
     assert owner.pending_preferences["library"][0]["arxiv_id"] == "1706.03762"
 
-    # (Today's confirm page shows this case as expired and offers no button: the POST is what counts.)
-    token = csrf_token(client.get("/subscribe/"))
-    client.post(f"/confirm/{link_token(mailoutbox[0], 'confirm')}/", {"csrfmiddlewaretoken": token})
+    submit(client, f"/confirm/{link_token(mailoutbox[0], 'confirm')}/")
 
     owner.refresh_from_db()
     assert owner.status == Subscriber.Status.ACTIVE and owner.pending_preferences is None
@@ -267,3 +265,21 @@ def test_a_sign_up_for_an_unsubscribed_address_adds_its_library_only_when_confir
         kept.pk,
         new.pk,
     }
+
+
+def test_a_strangers_later_sign_up_with_another_library_voids_the_owners_link(
+    client: Client, send_emails, mailoutbox
+) -> None:
+    """The confirmation link covers the library too (tokens bind a link to what it activates)."""
+    for library in ("Attention Is All You Need", "Some Paper A Stranger Wants Liked"):
+        with send_emails():
+            submit(
+                Client(enforce_csrf_checks=True),
+                "/subscribe/",
+                {**signup_data("ada@example.org"), "library_text": library},
+            )
+    owners_link, strangers_link = (f"/confirm/{link_token(m, 'confirm')}/" for m in mailoutbox)
+
+    assert client.get(owners_link).status_code == 404
+    assert client.get(strangers_link).status_code == 200
+    assert list(LibraryEntry.objects.values_list("title", flat=True)) == ["Some Paper A Stranger Wants Liked"]
