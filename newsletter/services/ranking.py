@@ -4,12 +4,15 @@ For s subscribers and p candidate papers every signal is an s x p matrix:
 
     relevance = 3.0 * topics        (sum of PaperTopic.score over the chosen topics, 1 = 0.5+)
               + 4.0 * similarity    (TF-IDF cosine of the interest query and title+abstract, 1 = `full`;
-                                     1.0 instead of 4.0 once the subscriber has a fitted model, which
-                                     holds the interests as its first positive)
+                                     going down to 1.0 as a fitted model's confidence c grows, as
+                                     the model holds the interests as its first positive)
               + 2.0 * keyword hits  (interest phrases found in the paper, 1 = three or more)
-              + 24  * learned       (the subscriber's fitted feedback model, learning.reader_model,
+              + 1.0 * (1 - c) * implied topics (the topics the interests' text is closest to,
+                                     candidates.implied_topics; not when the interests name a paper)
+              + 24 * c * learned    (the subscriber's fitted feedback model, learning.reader_model,
                                      scaled so the strongest rated paper is 1: typically 0.1 to 0.4 for
-                                     papers like the liked ones, negative near the dismissed ones)
+                                     papers like the liked ones, negative near the dismissed ones;
+                                     c = its confidence, 0..1, growing with its evidence)
     score     = relevance + 0.5 * popularity (log upvotes/stars, 1 = 500+) + 0.25 * recency
               + 100 * followed      (a paper by an author the subscriber follows: always first)
 
@@ -20,9 +23,12 @@ a title or a whole paper, and the similarity needed to be relevant is a fifth of
 
 A paper is eligible when it is in the subscriber's window, not excluded by their keywords, never sent
 to them before, not a paper their interests name, and relevant (any topic, keyword, real similarity,
-liking by their model, or an author they follow) unless they chose nothing, in which case they get
-what is trending. Papers by followed authors take the first places of the digest (within its size);
-excluded keywords still win over them, as "never" is the reader's own word. The
+a model score above the model's own threshold, or an author they follow) unless they chose nothing,
+in which case they get what is trending. Below that, a paper with positive evidence (any shared
+term with the interests, or a positive model score) is a reserve, ranked after all relevant papers:
+a digest is not cut short while such papers remain. Papers by followed authors take the first
+places of the digest (within its size); excluded keywords still win over them, as "never" is the
+reader's own word. The
 per-paper work (vectors, topic matrix, popularity) is done once per chunk in `CandidatePool`; per
 subscriber there is only a row of each matrix, and the fitted models of a chunk are one sparse matrix.
 

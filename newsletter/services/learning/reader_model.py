@@ -2,19 +2,25 @@
 
 Positives are the subscriber's interests (their text and the papers they name), as a first positive
 the way arxiv-sanity-lite uses a tag's query, plus every paper they liked and the abstracts of their
-library (learning.library); negatives are the papers they dismissed. Every vector is the TF-IDF row
-of papers.services.text, so "like" means what ranking and tagging mean by it.
+library (learning.library); negatives are the papers they dismissed and, as weak negatives
+(PASSED_WEIGHT), the papers their digests showed that they neither liked nor dismissed. Every vector
+is the TF-IDF row of papers.services.text, so "like" means what ranking and tagging mean by it.
 
-- With fewer than MIN_RATINGS_CLASSIFIER ratings, or no dismissal yet: Rocchio,
-  w = mean(positives) - ROCCHIO_NEGATIVE * mean(negatives).
-- From there: a linear SVM (LinearSVC, C = 0.1, balanced classes) plus that Rocchio vector as a prior,
-  each scaled so its strongest rated paper scores 1. On the shared lists (`eval_ranking`, rounds 2 / 3)
-  the SVM alone scores 0.40 / 0.60, Rocchio alone 0.65 / 0.60, the sum 0.60 / 0.68 (README, "Ranking
-  and feedback").
+- Query expansion (Rocchio): w = mean(positives) - ROCCHIO_NEGATIVE * mean(dismissed)
+  - ROCCHIO_PASSED * mean(passed): each like widens the interests.
+- With MIN_RATINGS_CLASSIFIER likes + dismissals + passed papers and both classes: a linear SVM
+  (LinearSVC, C = 0.1, balanced classes, passed papers at PASSED_WEIGHT) plus ROCCHIO_PRIOR times
+  the Rocchio vector, each scaled so its strongest rated paper scores 1. Likes alone therefore fit
+  the classifier too, against what the reader was shown and passed over.
 
 The sum is scaled so that the strongest rated paper scores ±1, pruned to its MAX_WEIGHTS largest
-weights and stored in ReaderModel. Fitting runs in a Celery task when feedback changes; ranking only
-multiplies a chunk's stored vectors, stacked, with the papers' vectors.
+weights and stored in ReaderModel with
+- `threshold`: ELIGIBLE_SHARE of the median score of the reader's own positives, the score at which
+  the model alone makes a paper eligible (relative to this reader, not a fixed number);
+- `confidence`: evidence / EVIDENCE_FULL, capped at 1 (a like or dismissal is 1, a passed paper
+  PASSED_WEIGHT), which ranking multiplies the model's weight by.
+Measured alternatives: docs/notes/eval.md. Fitting runs in a Celery task when feedback changes;
+ranking only multiplies a chunk's stored vectors, stacked, with the papers' vectors.
 """
 
 from __future__ import annotations

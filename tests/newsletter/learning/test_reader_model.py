@@ -67,7 +67,7 @@ def test_the_strongest_rated_paper_scores_one() -> None:
 def test_the_threshold_is_relative_to_the_readers_own_positives_and_confidence_grows() -> None:
     fits = [
         taste_fit(interests=vectors(1, 20), liked=vectors(likes), dismissed=NONE, passed=passed)
-        for likes, passed in [(1, NONE), (2, vectors(8, 10)), (6, vectors(30, 10))]
+        for likes, passed in [(1, NONE), (2, vectors(2, 10)), (6, vectors(30, 10))]
     ]
 
     for fitted in fits:
