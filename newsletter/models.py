@@ -274,6 +274,35 @@ class ReaderModel(models.Model):
         return f"{self.subscriber_id} ({self.kind}, {self.ratings} ratings)"
 
 
+class LibraryEntry(models.Model):
+    """A paper of the reader's library (learning.library): pasted as an id, a link or a title, or
+    imported from a BibTeX or RIS export. What it does follows from what we know of it:
+
+    - `paper` set (a paper of the database): a "More like this" Feedback row made at import;
+    - otherwise with an abstract: a positive of the reader model, as a liked paper's text is;
+    - otherwise with a title: part of the interest text ranking matches;
+    - an id alone of a paper we don't have: nothing yet (shown as waiting).
+    """
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="library")
+    # Unique per subscriber: "arxiv:<id>", "doi:<doi>" or "title:<title key>" (learning.library.entry_key).
+    key = models.CharField(max_length=520)
+    arxiv_id = models.CharField(max_length=64, blank=True)
+    doi = models.CharField(max_length=255, blank=True)
+    title = models.CharField(max_length=500, blank=True)
+    abstract = models.TextField(blank=True)
+    paper = models.ForeignKey(Paper, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "key"], name="uniq_library_entry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id}: {self.key}"
+
+
 class SendingPause(models.Model):
     """The brake (deliverability.brake): while a pause is open (not resumed), nothing is sent and
     deliveries wait in PENDING. Kept after the resume as the record of what happened."""

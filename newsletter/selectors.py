@@ -24,6 +24,7 @@ from newsletter.models import (
     DeliveryItem,
     EmailEvent,
     Feedback,
+    LibraryEntry,
     ReaderModel,
     SendingPause,
     Subscriber,
@@ -72,7 +73,8 @@ def preferences_stored(subscriber: Subscriber) -> dict:
 def preferences_to_confirm(subscriber: Subscriber) -> Preferences:
     """What confirming activates: the sign-up set aside on an unsubscribed row, else the row's own."""
     if subscriber.pending_preferences is not None:
-        stored = subscriber.pending_preferences
+        # The sign-up's library waits beside them (learning.library; subscriber_subscribe).
+        stored = {k: v for k, v in subscriber.pending_preferences.items() if k != "library"}
         return Preferences(**{**stored, "topic_ids": tuple(stored["topic_ids"])})
     topic_ids = tuple(subscriber.topics.order_by("id").values_list("id", flat=True))
     return Preferences(topic_ids=topic_ids, **preferences_stored(subscriber))
@@ -102,11 +104,12 @@ def reader_models(
 
 
 def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> set[tuple[int, int]]:
-    """(subscriber id, paper id) pairs among these that some earlier digest already carried."""
+    """(subscriber id, paper id) pairs among these that some earlier digest already carried, or that
+    the reader rated (a paper of their library is a like: they have it already). One query."""
+    sent = DeliveryItem.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids)
+    rated = Feedback.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids)
     return set(
-        DeliveryItem.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids).values_list(
-            "subscriber_id", "paper_id"
-        )
+        sent.values_list("subscriber_id", "paper_id").union(rated.values_list("subscriber_id", "paper_id"))
     )
 
 
@@ -121,11 +124,12 @@ def profiles_build(*, subscribers: Sequence[Subscriber], since: Sequence[datetim
         subscriber_id__in=ids
     ).values_list("subscriber_id", "topic_id"):
         topics[subscriber_id].append(topic_id)
+    titles = library_titles(subscriber_ids=ids)
     profiles = [
         Profile(
             subscriber_id=subscriber.pk,
             topic_ids=tuple(sorted(topics[subscriber.pk])),
-            interests=subscriber.interests,
+            interests=interests_with_library(subscriber.interests, titles.get(subscriber.pk, ())),
             excluded_keywords=subscriber.excluded_keywords,
             limit=subscriber.papers_per_digest,
             since=start,
@@ -233,7 +237,8 @@ def _isoformat(value: datetime | None) -> str | None:
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything stored about a subscriber, for the "download my data" button.
 
-    Keep in step with the Subscriber, Delivery, DeliveryItem, Feedback, Suppression and EmailEvent fields
+    Keep in step with the Subscriber, Delivery, DeliveryItem, Feedback, LibraryEntry, Suppression and
+    EmailEvent fields
     (except token_key, the secret behind the links, and ReaderModel, fitted from the feedback listed).
     """
     deliveries = (
@@ -281,6 +286,17 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             }
             for f in feedback_given(subscriber=subscriber)
         ],
+        "library": [
+            {
+                "arxiv_id": e.arxiv_id,
+                "doi": e.doi,
+                "title": e.title,
+                "abstract": e.abstract,
+                "paper_url": e.paper.url if e.paper else None,
+                "created_at": e.created_at.isoformat(),
+            }
+            for e in library_entries(subscriber=subscriber)
+        ],
         "suppression": (
             {
                 "reason": suppression.reason,
@@ -301,6 +317,59 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             for e in events
         ],
     }
+
+
+# --- the reader's library (learning.library) ---
+
+
+def library_entries(*, subscriber: Subscriber) -> list[LibraryEntry]:
+    """The reader's library with the papers we matched, newest first (manage page, export)."""
+    entries = LibraryEntry.objects.filter(subscriber=subscriber).select_related("paper")
+    return list(entries.order_by("-created_at", "-id"))
+
+
+def library_size(*, subscriber: Subscriber) -> int:
+    return LibraryEntry.objects.filter(subscriber=subscriber).count()
+
+
+def library_to_confirm(subscriber: Subscriber) -> list[tuple[str, str, str]]:
+    """(arXiv id, DOI, title) of the library a confirmation activates, sorted: the sign-up's set
+    aside on an unsubscribed row, else the pending row's own entries (tokens bind the link to it)."""
+    if subscriber.pending_preferences is not None:
+        items = subscriber.pending_preferences.get("library", [])
+        return sorted((i["arxiv_id"], i["doi"], i["title"]) for i in items)
+    if subscriber.status != Subscriber.Status.PENDING:
+        return []
+    entries = LibraryEntry.objects.filter(subscriber=subscriber)
+    return sorted(entries.values_list("arxiv_id", "doi", "title"))
+
+
+def library_titles(*, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Titles of the library entries we know nothing else about (not our paper, no abstract): they
+    are interest text. One query for a chunk."""
+    rows = (
+        LibraryEntry.objects.filter(subscriber_id__in=subscriber_ids, paper=None, abstract="")
+        .exclude(title="")
+        .order_by("id")
+        .values_list("subscriber_id", "title")
+    )
+    titles: dict[int, list[str]] = defaultdict(list)
+    for subscriber_id, title in rows:
+        titles[subscriber_id].append(title)
+    return dict(titles)
+
+
+def library_abstracts(*, subscriber_id: int) -> list[tuple[str, str]]:
+    """(title, abstract) of the library entries that are not our papers but have an abstract: the
+    reader model's further positives."""
+    entries = LibraryEntry.objects.filter(subscriber_id=subscriber_id, paper=None).exclude(abstract="")
+    return list(entries.order_by("id").values_list("title", "abstract"))
+
+
+def interests_with_library(interests: str, titles: Sequence[str]) -> str:
+    """The interest text ranking reads: the reader's words, then one library title per line (each
+    line may name a paper once we have it, candidates.title_keys)."""
+    return "\n".join([interests, *titles]).strip() if titles else interests
 
 
 # Gmail's bulk-sender guideline: keep the spam complaint rate below 0.3% (and well below 0.1%).

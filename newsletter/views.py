@@ -18,17 +18,20 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from newsletter.client_address import client_key
-from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
+from newsletter.forms import LibraryForm, PreferencesForm, RequestLinkForm, SubscribeForm
 from newsletter.models import Feedback, Subscriber
 from newsletter.selectors import (
     Preferences,
     digest_preview,
     feedback_choice,
     feedback_given,
+    library_entries,
+    library_size,
     preferences_to_confirm,
     subscriber_export,
 )
 from newsletter.services.learning.feedback import feedback_record, feedback_remove
+from newsletter.services.learning.library import LibraryReport, library_entry_remove, library_import
 from newsletter.services.ratelimit import rate_limit_exceeded
 from newsletter.services.render import PaperRowCache, digest_web_context, paper_card, paper_url
 from newsletter.services.subscription import (
@@ -71,7 +74,7 @@ def invalid_link(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def subscribe(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        form = SubscribeForm(request.POST)
+        form = SubscribeForm(request.POST, request.FILES)
         if form.is_valid():
             if _too_many(request, "signup-ip"):
                 return _rate_limited(request)
@@ -79,7 +82,9 @@ def subscribe(request: HttpRequest) -> HttpResponse:
                 # Decided in the worker: the same answer, in the same time, for new, pending, active,
                 # unsubscribed and suppressed addresses.
                 handle_signup.delay_on_commit(
-                    form.cleaned_data["email"], dataclasses.asdict(form.preferences())
+                    form.cleaned_data["email"],
+                    dataclasses.asdict(form.preferences()),
+                    [dataclasses.asdict(item) for item in form.library_items()],
                 )
             return redirect("newsletter:check_inbox")
     else:
@@ -102,6 +107,9 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     manage_token = token_make(subscriber=subscriber, purpose=Purpose.MANAGE)
     # A GET only shows the button: link scanners in mail systems open every link.
     if request.method == "POST" and subscriber_confirm(subscriber=subscriber):
+        if library_size(subscriber=subscriber):
+            # The sign-up's library (and its likes) takes effect now: fitted in the worker.
+            fit_reader_model.delay_on_commit(subscriber.pk)
         messages.success(request, "You are subscribed. Your first digest is on its way at the time below.")
         return redirect("newsletter:manage", token=manage_token)
     awaiting = awaits_confirmation(subscriber)
@@ -193,6 +201,8 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
             digest_preview(subscriber=subscriber, now=timezone.now()), subscriber=subscriber
         ),
         "feedback": [(mark, paper_url(mark.paper)) for mark in feedback_given(subscriber=subscriber)],
+        "library": library_entries(subscriber=subscriber),
+        "library_form": LibraryForm(),
         "unsubscribe_token": token_make(subscriber=subscriber, purpose=Purpose.UNSUBSCRIBE),
     }
     return render(request, "newsletter/manage.html", context)
@@ -221,6 +231,57 @@ def feedback_forget(request: HttpRequest, token: str) -> HttpResponse:
         fit_reader_model.delay_on_commit(subscriber.pk)
         messages.success(request, "Removed. Your next digests no longer learn from that paper.")
     return redirect("newsletter:manage", token=token)
+
+
+# --- the reader's library (learning.library): add from a paste or an export, remove an entry ---
+
+
+def _library_summary(report: LibraryReport) -> str:
+    parts = [
+        (report.liked, "papers we have, now liked"),
+        (report.abstracts, "with an abstract your digest learns from"),
+        (report.titles, "titles added to your interests"),
+        (report.waiting, "not in our database yet"),
+        (report.skipped, "already in your library"),
+    ]
+    counts = "; ".join(f"{count} {label}" for count, label in parts if count)
+    return f"Added {report.added} papers to your library ({counts})." if counts else "Nothing to add."
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def library_add(request: HttpRequest, token: str) -> HttpResponse:
+    """The manage page's "Add to your library"; its own page when the input has errors."""
+    subscriber = _manage_subscriber(token)
+    if subscriber is None or subscriber.status != Subscriber.Status.ACTIVE:
+        return invalid_link(request)
+    form = LibraryForm()
+    if request.method == "POST":
+        form = LibraryForm(request.POST, request.FILES)
+        if form.is_valid():
+            # Each import queues a model fit: one address may not flood the workers.
+            if _too_many(request, "library-ip", settings.NEWSLETTER_FEEDBACK_PER_IP_PER_HOUR):
+                return _rate_limited(request)
+            report = library_import(subscriber=subscriber, items=form.library_items())
+            if report.added:
+                fit_reader_model.delay_on_commit(subscriber.pk)
+            messages.success(request, _library_summary(report))
+            return redirect(reverse("newsletter:manage", args=[token]) + "#library")
+    context = {"library_form": form, "token": token, "subscriber": subscriber}
+    return render(request, "newsletter/library.html", context)
+
+
+@never_cache
+@require_http_methods(["POST"])
+def library_remove(request: HttpRequest, token: str) -> HttpResponse:
+    subscriber = _manage_subscriber(token)
+    if subscriber is None:
+        return invalid_link(request)
+    entry_id = request.POST.get("entry", "")
+    if entry_id.isdigit() and library_entry_remove(subscriber=subscriber, entry_id=int(entry_id)):
+        fit_reader_model.delay_on_commit(subscriber.pk)
+        messages.success(request, "Removed from your library. Your next digests no longer learn from it.")
+    return redirect(reverse("newsletter:manage", args=[token]) + "#library")
 
 
 @never_cache

@@ -31,7 +31,7 @@ from django.conf import settings
 from django.core import signing
 
 from newsletter.models import Delivery, Subscriber
-from newsletter.selectors import Preferences, preferences_to_confirm
+from newsletter.selectors import Preferences, library_to_confirm, preferences_to_confirm
 
 
 class Purpose(StrEnum):
@@ -59,7 +59,12 @@ def preferences_digest(preferences: Preferences) -> str:
 
 def _fingerprint(subscriber: Subscriber, purpose: Purpose | None = None) -> str:
     if purpose is Purpose.CONFIRM:
-        return f"{subscriber.token_key[:12]}.{preferences_digest(preferences_to_confirm(subscriber))}"
+        fingerprint = f"{subscriber.token_key[:12]}.{preferences_digest(preferences_to_confirm(subscriber))}"
+        # The sign-up's library (learning.library) is part of what the link activates, too.
+        library = library_to_confirm(subscriber)
+        if library:
+            fingerprint += "." + hashlib.sha256(json.dumps(library).encode()).hexdigest()[:16]
+        return fingerprint
     return subscriber.token_key[:12]
 
 

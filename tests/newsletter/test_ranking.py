@@ -329,13 +329,14 @@ def _dispatch(count: int) -> list[int]:
 
 
 # Queries of deliveries_send for a chunk, whatever its size: is the brake on, claim (4 with the
-# savepoint), reload, suppressions, recorded picks, candidates (2), topics, sent pairs, subscribers'
-# topics, their fitted feedback models, the topics' texts (for the topics interests imply), insert
-# of the picks (returning what it kept: no read-back), topic names, the brake check, the SET /
-# RESET of synchronous_commit around the sending, and the synchronous write that makes the chunk's
-# outcomes durable (4 with the savepoint). On top of these, one UPDATE per email sent. (Interests
-# that may name a paper, or liked papers to name in reasons, add one query for those papers.)
-SEND_QUERIES_PER_CHUNK = 23
+# savepoint), reload, suppressions, recorded picks, candidates (2), topics, sent (and rated) pairs,
+# subscribers' topics, the titles of their libraries (learning.library), their fitted feedback
+# models, the topics' texts (for the topics interests imply), insert of the picks (returning what it
+# kept: no read-back), topic names, the brake check, the SET / RESET of synchronous_commit around the
+# sending, and the synchronous write that makes the chunk's outcomes durable (4 with the savepoint).
+# On top of these, one UPDATE per email sent. (Interests that may name a paper, or liked papers to
+# name in reasons, add one query for those papers.)
+SEND_QUERIES_PER_CHUNK = 24
 
 
 @pytest.mark.parametrize("count", [20, 40])

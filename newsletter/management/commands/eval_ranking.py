@@ -57,16 +57,27 @@ class Command(BaseCommand):
             help="full: mark every paper shown; likes: like the list members shown; "
             "sparse: like at most the first 2 list members of each digest.",
         )
+        parser.add_argument(
+            "--library",
+            type=int,
+            default=0,
+            metavar="N",
+            help="The reader imports the first N papers of each list after the anchor as their library "
+            "(and says nothing else unless --interests or --topics do); those N are not counted.",
+        )
         parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
 
     def handle(self, *args, **options) -> None:
         if options["rounds"] < 1:
             raise CommandError("--rounds must be at least 1")
+        if options["library"] < 0:
+            raise CommandError("--library must be 0 or more")
         protocol = Protocol(
             interests=_mapping(options["interests"], "--interests", str),
             topics=_mapping(options["topics"], "--topics", list),
             without_anchor=options["without_anchor"],
             feedback=options["feedback"],
+            library=options["library"],
         )
         try:
             result = ranking_evaluate(paths=options["files"], rounds=options["rounds"], protocol=protocol)
@@ -83,7 +94,12 @@ class Command(BaseCommand):
         header = f"{'file':<28} {'reader':<{ANCHOR_SHOWN}}" + "".join(f" {'r' + str(r):>5}" for r in rounds)
         self.stdout.write(header + " short")
         for row in result.lists:
-            said = row["reader"]["interests"] or "topics: " + ", ".join(row["reader"]["topics"])
+            reader = row["reader"]
+            said = reader["interests"] or (
+                "topics: " + ", ".join(reader["topics"]) if reader["topics"] else ""
+            )
+            if reader["library"]:
+                said = "; ".join(filter(None, [f"library of {len(reader['library'])}", said]))
             said = said if len(said) <= ANCHOR_SHOWN else said[: ANCHOR_SHOWN - 1] + "…"
             self.stdout.write(
                 f"{row['file']:<28} {said:<{ANCHOR_SHOWN}}"

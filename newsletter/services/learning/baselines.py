@@ -43,13 +43,14 @@ def baselines_measure(
     *,
     pool: dict[str, PaperRecord],
     queries: Sequence[str],
-    excluded: Sequence[str],
+    excluded: Sequence[set[str]],
     relevant: Sequence[set[str]],
     rounds: int,
     marker: Marker,
 ) -> list[dict[str, list[float]]]:
     """Precision per round of each baseline, per reader. Reader i queries with `queries[i]`, never
-    gets `excluded[i]` (its anchor) and calls `relevant[i]` similar."""
+    never gets the papers of `excluded[i]` (its anchor, and the papers of its library) and calls
+    `relevant[i]` similar."""
     keys = list(pool)
     vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
     documents = vectorizer.fit_transform([f"{r.title} {r.abstract}" for r in pool.values()]).tocsr()
@@ -57,8 +58,8 @@ def baselines_measure(
     bm25 = BM25Okapi([analyzer(f"{r.title} {r.abstract}") or ["-"] for r in pool.values()])
     shuffler = random.Random(RANDOM_SEED)
     results = []
-    for query, anchor, members in zip(queries, excluded, relevant, strict=True):
-        candidates = np.array([i for i, k in enumerate(keys) if k != anchor])
+    for query, known, members in zip(queries, excluded, relevant, strict=True):
+        candidates = np.array([i for i, k in enumerate(keys) if k not in known])
         vector = vectorizer.transform([query])
         cosine = (vector @ documents.T).toarray()[0]
         orders = {

@@ -9,6 +9,10 @@ Who the reader is (`Protocol`):
 - `interests`: a file name -> interest text mapping replaces the title (a phrase a researcher types);
 - `topics`: file name -> topic slugs; without `interests` the reader has these topics only;
 - `without_anchor`: the anchor is not ingested (the reader read it elsewhere).
+- `library`: N: the reader imports the first N papers of the list after the anchor as their library
+  (pasted titles, through learning.library as the manage page does: papers we have become likes)
+  and tells nothing else unless `interests` or `topics` say so. Those N papers are neither shown
+  (a library paper is never picked) nor counted: precision is over the rest of the list.
 
 After each digest the reader marks papers (`feedback`): `full` marks every paper shown, list members
 "More like this" and the others "Not for me"; `likes` only likes the list members shown; `sparse`
@@ -30,6 +34,7 @@ for what the reader tells the service).
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +53,8 @@ from newsletter.services.learning.baselines import (
     baselines_measure,
 )
 from newsletter.services.learning.feedback import feedback_record
+from newsletter.services.learning.library import library_import
+from newsletter.services.learning.library_formats import library_parse
 from newsletter.services.learning.reader_model import reader_model_fit
 from papers.models import Paper, Topic
 from papers.services.ingest import papers_ingest_records
@@ -84,6 +91,7 @@ class Protocol:
     topics: Mapping[str, Sequence[str]] | None = None  # file name -> topic slugs
     without_anchor: bool = False
     feedback: str = "full"
+    library: int = 0  # papers of each list the reader imports as their library
 
     def as_dict(self) -> dict:
         return {
@@ -91,6 +99,7 @@ class Protocol:
             "topics": self.topics is not None,
             "without_anchor": self.without_anchor,
             "feedback": self.feedback,
+            "library": self.library,
         }
 
 
@@ -100,6 +109,7 @@ class Reader:
 
     interests: str
     topics: tuple[str, ...] = ()
+    library: tuple[str, ...] = ()  # title keys of the listing's papers they import
 
 
 @dataclass
@@ -155,9 +165,11 @@ def ranking_evaluate(*, paths: Sequence[Path], rounds: int, protocol: Protocol |
     pool = _pool(listings, protocol.without_anchor)
     per_list = baselines_measure(
         pool=pool,
-        queries=[r.interests or " ".join(topic_texts[s] for s in r.topics) for r in readers],
-        excluded=[listing.keys[0] for listing in listings],
-        relevant=[set(listing.keys[1:]) for listing in listings],
+        queries=[_query(r, topic_texts, pool) for r in readers],
+        excluded=[
+            {listing.keys[0], *reader.library} for listing, reader in zip(listings, readers, strict=True)
+        ],
+        relevant=[_relevant(listing, reader) for listing, reader in zip(listings, readers, strict=True)],
         rounds=rounds,
         marker=lambda shown, relevant: feedback_marks(shown=shown, relevant=relevant, mode=protocol.feedback),
     )
@@ -168,7 +180,30 @@ def ranking_evaluate(*, paths: Sequence[Path], rounds: int, protocol: Protocol |
     return result
 
 
+def _query(reader: Reader, topic_texts: Mapping[str, str], pool: Mapping[str, PaperRecord]) -> str:
+    """The baselines' query: what the reader said, their topics' text, or their library's papers."""
+    said = [reader.interests, *(topic_texts[s] for s in reader.topics)]
+    said += [f"{pool[k].title} {pool[k].abstract}" for k in reader.library]
+    return " ".join(part for part in said if part)
+
+
+def _relevant(listing: Listing, reader: Reader) -> set[str]:
+    return set(listing.keys[1:]) - set(reader.library)
+
+
 def _reader(listing: Listing, protocol: Protocol) -> Reader:
+    library: tuple[str, ...] = ()
+    if protocol.library:
+        if len(listing.keys) < protocol.library + 2:
+            raise EvaluationError(
+                f"{listing.file}: --library {protocol.library} leaves no paper of the list to find"
+            )
+        library = tuple(listing.keys[1 : protocol.library + 1])
+    reader = _reader_said(listing, protocol)
+    return dataclasses.replace(reader, library=library) if library else reader
+
+
+def _reader_said(listing: Listing, protocol: Protocol) -> Reader:
     topics: tuple[str, ...] = ()
     if protocol.topics is not None:
         if listing.file not in protocol.topics:
@@ -178,7 +213,7 @@ def _reader(listing: Listing, protocol: Protocol) -> Reader:
         if listing.file not in protocol.interests:
             raise EvaluationError(f"the interests file has no entry for {listing.file}")
         return Reader(interests=protocol.interests[listing.file], topics=topics)
-    return Reader(interests="" if topics else listing.anchor, topics=topics)
+    return Reader(interests="" if topics or protocol.library else listing.anchor, topics=topics)
 
 
 def _pool(listings: list[Listing], without_anchor: bool) -> dict[str, PaperRecord]:
@@ -211,8 +246,17 @@ def _production(
     stamp = timezone.now() + POOL_OFFSET
     Paper.objects.filter(id__in=ids.values()).update(ingested_at=stamp)
     subscribers = [_subscriber_create(reader) for reader in readers]
-    relevant = [{ids[k] for k in listing.keys[1:]} for listing in listings]
-    unseen = [set(ids.values()) - {ids.get(listing.keys[0])} for listing in listings]
+    for subscriber, reader, listing in zip(subscribers, readers, listings, strict=True):
+        if reader.library:
+            _library_import(subscriber, [listing.records[k].title for k in reader.library])
+    relevant = [
+        {ids[k] for k in _relevant(listing, reader)}
+        for listing, reader in zip(listings, readers, strict=True)
+    ]
+    unseen = [
+        set(ids.values()) - {ids.get(listing.keys[0])} - {ids[k] for k in reader.library}
+        for listing, reader in zip(listings, readers, strict=True)
+    ]
     precision: list[list[float]] = [[] for _ in listings]
     short: list[list[int]] = [[] for _ in listings]
     for number in range(1, rounds + 1):
@@ -243,7 +287,11 @@ def _production(
             {
                 "file": listing.file,
                 "anchor": listing.anchor,
-                "reader": {"interests": reader.interests, "topics": list(reader.topics)},
+                "reader": {
+                    "interests": reader.interests,
+                    "topics": list(reader.topics),
+                    "library": [listing.records[k].title for k in reader.library],
+                },
                 "precision": values,
                 "short_digests": rounds_short,
             }
@@ -273,6 +321,13 @@ def _subscriber_create(reader: Reader) -> Subscriber:
             raise EvaluationError(f"unknown topic(s): {', '.join(sorted(unknown))}")
         subscriber.topics.set(topics)
     return subscriber
+
+
+def _library_import(subscriber: Subscriber, titles: list[str]) -> None:
+    """The reader pastes the titles on the manage page; the fit is the task that import queues."""
+    items = library_parse(data="\n".join(titles)).items
+    library_import(subscriber=subscriber, items=items)
+    reader_model_fit(subscriber_id=subscriber.pk)
 
 
 def _mean(rows: list[list[float]]) -> list[float]:

@@ -1,10 +1,10 @@
 """Learning from "More like this" / "Not for me": one linear model per subscriber on the text features.
 
 Positives are the subscriber's interests (their text and the papers they name), as a first positive
-the way arxiv-sanity-lite uses a tag's query, plus every paper they liked; negatives are the papers
-they dismissed and, as weak negatives (PASSED_WEIGHT), the papers their digests showed that they
-neither liked nor dismissed. Every vector is the TF-IDF row of papers.services.text, so "like" means
-what ranking and tagging mean by it.
+the way arxiv-sanity-lite uses a tag's query, plus every paper they liked and the abstracts of their
+library (learning.library); negatives are the papers they dismissed and, as weak negatives
+(PASSED_WEIGHT), the papers their digests showed that they neither liked nor dismissed. Every vector
+is the TF-IDF row of papers.services.text, so "like" means what ranking and tagging mean by it.
 
 - Query expansion (Rocchio): w = mean(positives) - ROCCHIO_NEGATIVE * mean(dismissed)
   - ROCCHIO_PASSED * mean(passed): each like widens the interests.
@@ -25,6 +25,7 @@ ranking only multiplies a chunk's stored vectors, stacked, with the papers' vect
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,12 +35,17 @@ from scipy import sparse
 from sklearn.svm import LinearSVC
 
 from newsletter.models import DeliveryItem, Feedback, ReaderModel, Subscriber
-from newsletter.selectors import profiles_complete
+from newsletter.selectors import (
+    interests_with_library,
+    library_abstracts,
+    library_titles,
+    profiles_complete,
+)
 from newsletter.services.candidates import Profile, interest_queries, paper_vectors
 from papers.selectors import papers_by_ids
-from papers.services.text import N_FEATURES
+from papers.services.text import N_FEATURES, paper_text, vectorize
 
-MIN_RATINGS_CLASSIFIER = 5  # likes + dismissals + papers passed over, for the SVM
+MIN_RATINGS_CLASSIFIER = 5  # likes (library abstracts too) + dismissals + papers passed over, for the SVM
 ROCCHIO_NEGATIVE = 0.25  # weight of the dismissed papers' centroid
 PASSED_WEIGHT = 0.5  # a paper shown and neither liked nor dismissed: a weak negative
 PASSED_KEPT = 500  # latest papers shown that count as passed over
@@ -128,7 +134,10 @@ def reader_model_fit(*, subscriber_id: int) -> ReaderModel | None:
         .order_by("-updated_at", "-id")
         .values_list("paper_id", "choice")
     )
-    if not rows:
+    # The reader's library (learning.library): its papers we have are likes (rows above), the others'
+    # abstracts further positives, and their bare titles part of the interests.
+    library = library_abstracts(subscriber_id=subscriber_id)
+    if not rows and not library:
         ReaderModel.objects.filter(subscriber_id=subscriber_id).delete()
         return None
     rated = {paper_id for paper_id, _ in rows}
@@ -144,13 +153,23 @@ def reader_model_fit(*, subscriber_id: int) -> ReaderModel | None:
     dismissed = [papers[i] for i, choice in rows if choice == Feedback.Choice.LESS]
     passed = [papers[i] for i in dict.fromkeys(passed_ids) if i in papers]
     vectors, offsets = paper_vectors([liked, dismissed, passed])
+    likes = vectors[: offsets[1]]
+    if library:
+        # An abstract of the library counts as a liked paper's text.
+        likes = sparse.vstack([likes, vectorize([paper_text(t, a) for t, a in library])]).tocsr()
+    text = interests_with_library(
+        subscriber.interests, library_titles(subscriber_ids=[subscriber_id]).get(subscriber_id, ())
+    )
     interests = sparse.csr_matrix((0, N_FEATURES), dtype=np.float32)
-    if subscriber.interests.strip():
-        (profile,) = profiles_complete([_bare_profile(subscriber)], models=False)
-        interests = interest_queries([subscriber.interests], [profile.anchors])
+    if text.strip():
+        (profile,) = profiles_complete(
+            [dataclasses.replace(_bare_profile(subscriber), interests=text)], models=False
+        )
+        interests = interest_queries([text], [profile.anchors])
+    ratings = len(rows) + len(library)
     fitted = taste_fit(
         interests=interests.tocsr(),
-        liked=vectors[: offsets[1]],
+        liked=likes,
         dismissed=vectors[offsets[1] : offsets[2]],
         passed=vectors[offsets[2] :],
     )
@@ -159,7 +178,7 @@ def reader_model_fit(*, subscriber_id: int) -> ReaderModel | None:
             subscriber_id=subscriber_id,
             defaults={
                 "kind": fitted.kind,
-                "ratings": len(rows),
+                "ratings": ratings,
                 "features": fitted.features.tobytes(),
                 "weights": fitted.weights.tobytes(),
                 "liked": [p.id for p in liked[:LIKED_KEPT]],

@@ -97,11 +97,11 @@ def test_a_phrase_reader_without_the_anchor_has_a_smaller_pool_and_same_run_base
     kept, dropped = json.loads(with_anchor.getvalue()), json.loads(without.getvalue())
     assert dropped["pool"] == kept["pool"] - 2
     assert dropped["protocol"] == {
-        "interests": "file", "topics": False, "without_anchor": True, "feedback": "sparse",
+        "interests": "file", "topics": False, "without_anchor": True, "feedback": "sparse", "library": 0,
     }  # fmt: skip
     phrases = json.loads((READERS / "phrases.json").read_text(encoding="utf-8"))
     for row in dropped["lists"]:
-        assert row["reader"] == {"interests": phrases[row["file"]], "topics": []}
+        assert row["reader"] == {"interests": phrases[row["file"]], "topics": [], "library": []}
         assert set(row["baselines"]) == {"tfidf_title", "bm25", "random", "learner"}
         assert all(len(values) == 2 for values in row["baselines"].values())
     assert dropped["baselines"]["bm25"] == [
@@ -109,6 +109,34 @@ def test_a_phrase_reader_without_the_anchor_has_a_smaller_pool_and_same_run_base
         for a, b in zip(*(row["baselines"]["bm25"] for row in dropped["lists"]), strict=True)
     ]
     assert not Paper.objects.exists()
+
+
+def test_a_library_reader_imports_papers_of_the_list_which_are_neither_shown_nor_counted(
+    sample_files,
+) -> None:
+    out = StringIO()
+
+    call_command(
+        "eval_ranking", str(sample_files[2]), str(sample_files[3]), "--rounds", "2", "--library", "2",
+        "--json", stdout=out,
+    )  # fmt: skip
+
+    result = json.loads(out.getvalue())
+    assert result["protocol"]["library"] == 2
+    for row in result["lists"]:
+        assert row["reader"]["interests"] == "" and row["reader"]["topics"] == []
+        assert len(row["reader"]["library"]) == 2
+        assert row["short_digests"] == []
+    # Two papers of a list, imported as titles (likes through the library service), find the rest.
+    assert result["mean"][0] > result["baselines"]["random"][0]
+    assert not Paper.objects.exists() and not Feedback.objects.exists()
+
+
+def test_a_library_larger_than_the_list_is_refused(sample_files) -> None:
+    with pytest.raises(CommandError, match="leaves no paper of the list to find"):
+        call_command("eval_ranking", str(sample_files[0]), "--library", "500")
+    with pytest.raises(CommandError, match="--library must be 0 or more"):
+        call_command("eval_ranking", str(sample_files[0]), "--library", "-1")
 
 
 def test_a_topics_reader_has_topics_and_no_interests(sample_files) -> None:
@@ -120,7 +148,7 @@ def test_a_topics_reader_has_topics_and_no_interests(sample_files) -> None:
     )  # fmt: skip
 
     _, video = json.loads(out.getvalue())["lists"]
-    assert video["reader"] == {"interests": "", "topics": ["multimodal"]}
+    assert video["reader"] == {"interests": "", "topics": ["multimodal"], "library": []}
     # The multimodal topic tells a video list from a language-model list.
     assert video["precision"][0] >= video["baselines"]["random"][0]
     assert video["short_digests"] == []
