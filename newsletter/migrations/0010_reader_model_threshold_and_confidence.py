@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletter', '0008_deliverability'),
+        ('newsletter', '0009_email_event_verified'),
     ]
 
     operations = [

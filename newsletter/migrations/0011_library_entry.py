@@ -7,8 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('newsletter', '0009_email_event_verified'),
-        ('newsletter', '0009_reader_model_threshold_and_confidence'),
+        ('newsletter', '0010_reader_model_threshold_and_confidence'),
         ('papers', '0004_paper_abstract_clean'),
     ]
 
