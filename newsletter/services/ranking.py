@@ -116,11 +116,16 @@ def rank(
     similarity_weight = np.array(
         [WEIGHT_SIMILARITY_LEARNED if pr.taste else WEIGHT_SIMILARITY for pr in profiles]
     )[:, None]
-    relevance = (
-        WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0)
-        + similarity_weight * np.minimum(similarity / full, 1.0) * similar
-        + WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0
-    )
+    # The score's weighted terms by name: the reasons credit the one that carries a pick.
+    terms = {
+        "topics": WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0),
+        "similarity": similarity_weight * np.minimum(similarity / full, 1.0) * similar,
+        "keywords": WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0,
+        "learned": WEIGHT_LEARNED * learned,  # reasons.LEARNED
+        "popularity": np.broadcast_to(WEIGHT_POPULARITY * pool.popularity, (s, len(pool))),
+        "recency": np.broadcast_to(WEIGHT_RECENCY * pool.recency, (s, len(pool))),
+    }
+    relevance = terms["topics"] + terms["similarity"] + terms["keywords"]
     followed = _followed(profiles, pool)
     has_preferences = np.array(
         [bool(pr.topic_ids or pr.interests.strip() or pr.taste or pr.followed) for pr in profiles]
@@ -128,13 +133,7 @@ def rank(
     relevant = (relevance > 0) | (learned >= LEARNED_MIN) | followed | ~has_preferences[:, None]
     since = np.array([pr.since.timestamp() for pr in profiles], dtype=np.float64)
     in_window = pool.ingested[None, :] > since[:, None]
-    score = (
-        relevance
-        + WEIGHT_LEARNED * learned
-        + WEIGHT_POPULARITY * pool.popularity[None, :]
-        + WEIGHT_RECENCY * pool.recency[None, :]
-        + WEIGHT_FOLLOWED * followed
-    )
+    score = relevance + terms["learned"] + terms["popularity"] + terms["recency"] + WEIGHT_FOLLOWED * followed
     eligible = relevant & in_window & ~excluded
     col_of = {paper.id: j for j, paper in enumerate(pool.papers)}
     for i, pr in enumerate(profiles):
@@ -161,8 +160,9 @@ def rank(
         top = _top(score[i], paper_ids, profile.limit)
         start, end = queries.indptr[i], queries.indptr[i + 1]
         evidence = Evidence(
+            terms={name: term[i] for name, term in terms.items()},
             similarity=similarity[i] / full[i, 0],
-            learned=learned[i],
+            cosine=similarity[i],
             query=dict(
                 zip(queries.indices[start:end].tolist(), queries.data[start:end].tolist(), strict=True)
             ),

@@ -65,6 +65,12 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def token_spans(text: str) -> list[tuple[str, int, int]]:
+    """`tokenize`'s tokens, each with where it stands in `text.lower()` (start, end): for quoting a
+    reader's own words back to them."""
+    return [(_singular(match.group()), match.start(), match.end()) for match in _TOKEN.finditer(text.lower())]
+
+
 def content_tokens(text: str) -> list[str]:
     return [t for t in tokenize(text) if t not in STOP_WORDS and (len(t) > 1 or t.isdigit())]
 
