@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from papers.services.records import author_key
-from papers.services.text import content_tokens, gram_columns, token_spans
+from papers.services.text import content_spans, content_tokens, gram_columns
 
 if TYPE_CHECKING:
     from newsletter.services.candidates import CandidatePool, PhraseHits, Profile
@@ -125,6 +125,8 @@ def _credited_likes(
 def _distinct(phrases: list[str]) -> list[str]:
     """The phrases without those whose words a longer one already says ("speech" beside "text to
     speech"), in their order."""
+    if len(phrases) < 2:
+        return phrases
     words = [frozenset(content_tokens(p)) for p in phrases]
     kept: list[int] = []
     for i in sorted(range(len(phrases)), key=lambda i: -len(words[i])):
@@ -138,17 +140,17 @@ def written_terms(interests: str) -> dict[str, str]:
     words as written: every content word, and every two content words written side by side."""
     lowered = interests.lower()
     source = interests if len(lowered) == len(interests) else lowered  # spans index the lowered text
-    content = set(content_tokens(interests))
     terms: dict[str, str] = {}
-    previous: tuple[str, int, int] | None = None
-    for token, start, end in token_spans(interests):
-        if token not in content:
-            previous = None
-            continue
+    previous: tuple[str, int, int, int] | None = None
+    for token, position, start, end in content_spans(interests):
         terms.setdefault(token, source[start:end])
-        if previous is not None and _SIDE_BY_SIDE.fullmatch(source[previous[2] : start]):
-            terms.setdefault(f"{previous[0]} {token}", source[previous[1] : end])
-        previous = (token, start, end)
+        if (
+            previous is not None
+            and previous[1] == position - 1
+            and _SIDE_BY_SIDE.fullmatch(source, previous[3], start)
+        ):
+            terms.setdefault(f"{previous[0]} {token}", source[previous[2] : end])
+        previous = (token, position, start, end)
     return terms
 
 
@@ -185,16 +187,11 @@ def _shared_terms(terms: QueryTerms, pool: CandidatePool, index: int, found: Seq
     at = np.minimum(np.searchsorted(row_columns, terms.columns), len(row_columns) - 1)
     shares = np.where(row_columns[at] == terms.columns, terms.weights * vectors.data[start:end][at], 0.0)
     said = {t for p in found for t in content_tokens(p)}
-    # Hashed columns collide: a share counts only if the paper really has the gram.
-    contributions = {
-        i: share
-        for i, share in enumerate(shares.tolist())
-        if share > 0 and pool.has_token(index, terms.grams[i])
-    }
     chosen: list[str] = []
-    for i in sorted(contributions, key=lambda i: -contributions[i]):
+    for i in np.argsort(-shares, kind="stable")[: np.count_nonzero(shares > 0)].tolist():
         words = set(terms.grams[i].split())
-        if words & said:
+        # Hashed columns collide: a share counts only if the paper really has the gram.
+        if words & said or not pool.has_token(index, terms.grams[i]):
             continue
         said |= words
         chosen.append(terms.quotes[i])
