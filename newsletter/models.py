@@ -256,7 +256,7 @@ class ReaderModel(models.Model):
     ratings = models.PositiveIntegerField()
     features = models.BinaryField()
     weights = models.BinaryField()
-    # Liked paper ids, latest first: ranking names the closest one ("Like “…”, which you liked").
+    # Liked paper ids, latest first: the reasons name the closest one ("Because you liked “…”").
     liked = models.JSONField(default=list)
     fitted_at = models.DateTimeField()
 

@@ -38,7 +38,7 @@ ROCCHIO_NEGATIVE = 0.25  # weight of the dismissed papers' centroid
 CLASSIFIER_C = 0.1
 ROCCHIO_PRIOR = 4.0  # weight of the scaled Rocchio vector added to the scaled SVM vector
 MAX_WEIGHTS = 4000  # nonzero weights kept: bounds the stored row and the chunk's sparse product
-LIKED_KEPT = 10  # latest liked papers remembered, for "Like “…”, which you liked"
+LIKED_KEPT = 10  # latest liked papers remembered, for "Because you liked “…”"
 
 
 @dataclass(frozen=True, eq=False)
