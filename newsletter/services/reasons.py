@@ -61,7 +61,7 @@ def reasons_for(
     anchor_cosines = evidence.anchors[:, top] if evidence.anchors is not None else None
     credited = _credited_likes(profile, pool, top, evidence)
     phrases = profile.phrases
-    terms = _query_terms(profile.interests, evidence.query)
+    written = _query_terms(profile.interests, evidence.query)
     followed = profile.followed
     result = []
     for k, index in enumerate(top):
@@ -89,9 +89,9 @@ def reasons_for(
                 closest = profile.anchors[int(np.argmax(anchor_cosines[:, k]))]
                 reasons.append(f"Similar to “{closest.title}”")
             else:
-                shared = _shared_terms(terms, pool, index, found)
-                if shared:
-                    reasons.append("Matches your interest in " + ", ".join(f"“{t}”" for t in shared))
+                terms = _shared_terms(written, pool, index, found)
+                if terms:
+                    reasons.append("Matches your interest in " + ", ".join(f"“{t}”" for t in terms))
         if (paper.upvotes or 0) >= TRENDING_UPVOTES:
             reasons.append(f"Trending: {paper.upvotes:,} upvotes")
         if (paper.github_stars or 0) >= TRENDING_STARS:
@@ -113,7 +113,7 @@ def _credited_likes(
         return np.full(len(top), -1)
     shares = np.stack([term[top] for term in evidence.terms.values()])  # terms x picks
     learned = evidence.terms[LEARNED][top]
-    # A liked paper that is itself a pick (it was never sent) credits nothing, least of all itself.
+    # A liked paper never credits itself (it is a pick when it was never sent).
     itself = np.array([p.id for p in profile.taste.liked])[:, None] == [pool.papers[i].id for i in top]
     liked = np.where(itself, 0.0, evidence.liked[:, top])
     carried = (learned > 0) & (learned >= shares.max(axis=0))
