@@ -260,7 +260,7 @@ class ReaderModel(models.Model):
     ratings = models.PositiveIntegerField()
     features = models.BinaryField()
     weights = models.BinaryField()
-    # Liked paper ids, latest first: ranking names the closest one ("Like “…”, which you liked").
+    # Liked paper ids, latest first: the reasons name the closest one ("Because you liked “…”").
     liked = models.JSONField(default=list)
     # The score at which the model alone makes a paper eligible, relative to the scores the model
     # gives the reader's own positives (learning.reader_model.ELIGIBLE_SHARE).

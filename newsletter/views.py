@@ -30,7 +30,7 @@ from newsletter.selectors import (
     preferences_to_confirm,
     subscriber_export,
 )
-from newsletter.services.learning.feedback import feedback_record, feedback_remove
+from newsletter.services.learning.feedback import feedback_record, feedback_remove, like_effect
 from newsletter.services.learning.library import LibraryReport, library_entry_remove, library_import
 from newsletter.services.ratelimit import rate_limit_exceeded
 from newsletter.services.render import PaperRowCache, digest_web_context, paper_card, paper_url
@@ -354,12 +354,6 @@ def digest_view(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "newsletter/digest.html", digest_web_context(delivery=delivery))
 
 
-FEEDBACK_SAVED = {
-    Feedback.Choice.MORE: "Saved: your digests will bring more papers like this one.",
-    Feedback.Choice.LESS: "Saved: your digests will bring fewer papers like this one.",
-}
-
-
 @never_cache
 @require_http_methods(["GET", "POST"])
 def feedback(request: HttpRequest, token: str, choice: str) -> HttpResponse:
@@ -381,14 +375,17 @@ def feedback(request: HttpRequest, token: str, choice: str) -> HttpResponse:
             messages.success(request, "Undone: this paper no longer counts.")
         else:
             feedback_record(subscriber=subscriber, paper_id=paper_id, choice=choice)
-            messages.success(request, FEEDBACK_SAVED[choice])
+            messages.success(request, "Saved.")  # the page then says what it changed (like_effect)
         fit_reader_model.delay_on_commit(subscriber.pk)
         return redirect("newsletter:feedback", token=token, choice=choice)
+    current = feedback_choice(subscriber=subscriber, paper_id=paper_id)
+    liked = current == choice == Feedback.Choice.MORE
     context = {
         "item": paper_card(paper=papers[0]),
         "choice": choice,
         "choice_label": Feedback.Choice(choice).label,
-        "current": feedback_choice(subscriber=subscriber, paper_id=paper_id),
+        "current": current,
+        "effect": like_effect(subscriber=subscriber, paper=papers[0], now=timezone.now()) if liked else None,
         "manage_url": reverse(
             "newsletter:manage", args=[token_make(subscriber=subscriber, purpose=Purpose.MANAGE)]
         ),

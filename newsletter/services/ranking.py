@@ -137,14 +137,21 @@ def rank(
     # most of their weight, and its own weight grows from nothing to WEIGHT_LEARNED.
     confidence = np.array([pr.taste.confidence if pr.taste else 0.0 for pr in profiles])[:, None]
     similarity_weight = WEIGHT_SIMILARITY - (WEIGHT_SIMILARITY - WEIGHT_SIMILARITY_LEARNED) * confidence
-    # Similarity below SIMILARITY_MIN still counts in the score (it is continuous), it only does not
-    # make a paper relevant on its own.
-    relevance = (
-        WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0)
-        + similarity_weight * np.minimum(similarity / full, 1.0) * similar
-        + WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0
-        + WEIGHT_IMPLIED_TOPIC * (1.0 - confidence) * np.minimum(implied_strength / TOPIC_FULL, 1.0)
-    )
+    # The score's weighted terms by name: the reasons credit the one that carries a pick. Similarity
+    # below SIMILARITY_MIN still counts in the score (it is continuous), it only does not make a
+    # paper relevant on its own.
+    terms = {
+        "topics": WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0),
+        "similarity": similarity_weight * np.minimum(similarity / full, 1.0) * similar,
+        "keywords": WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0,
+        "implied_topics": WEIGHT_IMPLIED_TOPIC
+        * (1.0 - confidence)
+        * np.minimum(implied_strength / TOPIC_FULL, 1.0),
+        "learned": WEIGHT_LEARNED * confidence * learned,  # reasons.LEARNED
+        "popularity": np.broadcast_to(WEIGHT_POPULARITY * pool.popularity, (s, len(pool))),
+        "recency": np.broadcast_to(WEIGHT_RECENCY * pool.recency, (s, len(pool))),
+    }
+    relevance = terms["topics"] + terms["similarity"] + terms["keywords"] + terms["implied_topics"]
     followed = _followed(profiles, pool)
     has_preferences = np.array(
         [bool(pr.topic_ids or pr.interests.strip() or pr.taste or pr.followed) for pr in profiles]
@@ -165,13 +172,7 @@ def rank(
     reserve = ~relevant & ((learned > 0) | (similarity > 0))
     since = np.array([pr.since.timestamp() for pr in profiles], dtype=np.float64)
     in_window = pool.ingested[None, :] > since[:, None]
-    score = (
-        relevance
-        + WEIGHT_LEARNED * confidence * learned
-        + WEIGHT_POPULARITY * pool.popularity[None, :]
-        + WEIGHT_RECENCY * pool.recency[None, :]
-        + WEIGHT_FOLLOWED * followed
-    )
+    score = relevance + terms["learned"] + terms["popularity"] + terms["recency"] + WEIGHT_FOLLOWED * followed
     eligible = (relevant | reserve) & in_window & ~excluded
     col_of = {paper.id: j for j, paper in enumerate(pool.papers)}
     for i, pr in enumerate(profiles):
@@ -200,8 +201,9 @@ def rank(
         top = _top(ordering[i], paper_ids, profile.limit)
         start, end = queries.indptr[i], queries.indptr[i + 1]
         evidence = Evidence(
+            terms={name: term[i] for name, term in terms.items()},
             similarity=similarity[i] / full[i, 0],
-            learned=learned[i],
+            cosine=similarity[i],
             query=dict(
                 zip(queries.indices[start:end].tolist(), queries.data[start:end].tolist(), strict=True)
             ),

@@ -54,7 +54,7 @@ ROCCHIO_PRIOR = 4.0  # weight of the scaled widened query added to the scaled SV
 ELIGIBLE_SHARE = 0.1  # of the median score of the reader's own positives: eligible on the model alone
 EVIDENCE_FULL = 5.0  # evidence (likes + dismissals + PASSED_WEIGHT x passed) at full confidence
 MAX_WEIGHTS = 4000  # nonzero weights kept: bounds the stored row and the chunk's sparse product
-LIKED_KEPT = 10  # latest liked papers remembered, for "Like “…”, which you liked"
+LIKED_KEPT = 10  # latest liked papers remembered, for "Because you liked “…”"
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,6 +19,7 @@ from newsletter.services.learning.reader_model import (
     taste_fit,
 )
 from newsletter.services.ranking import rank
+from newsletter.services.reasons import because_you_liked
 from papers.models import Paper, Topic
 from papers.selectors import papers_candidates, topic_names
 from papers.services.text import N_FEATURES, paper_text, vectorize
@@ -106,7 +107,7 @@ def test_a_liked_paper_lifts_its_neighbours_and_is_named(sample_papers) -> None:
     speech = [p for p in after if "speech" in p.paper.title.lower()]
     assert speech, "papers like the liked speech paper come up"
     assert all(p.score > before.get(p.paper.id, 0.0) for p in speech)
-    assert any(f"Like “{liked.title}”, which you liked" in p.reasons for p in speech)
+    assert any(because_you_liked(liked.title) in p.reasons for p in after if p.paper.id != liked.pk)
 
 
 def test_neighbours_of_a_dismissed_paper_sink(sample_papers) -> None:
@@ -149,7 +150,7 @@ def test_stored_weights_are_what_ranking_uses(sample_papers) -> None:
     )
     without = ranked(subscriber)
     assert [p.score for p in with_model] != [p.score for p in without]
-    assert not any("which you liked" in r for p in without for r in p.reasons)
+    assert not any(r.startswith("Because you liked") for p in without for r in p.reasons)
 
 
 def test_a_chunk_with_and_without_models_ranks_each_as_if_alone(sample_papers) -> None:
