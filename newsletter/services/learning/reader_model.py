@@ -17,8 +17,8 @@ The sum is scaled so that the strongest rated paper scores ±1, pruned to its MA
 weights and stored in ReaderModel with
 - `threshold`: ELIGIBLE_SHARE of the median score of the reader's own positives, the score at which
   the model alone makes a paper eligible (relative to this reader, not a fixed number);
-- `confidence`: the square root of evidence / EVIDENCE_FULL, capped at 1 (a like or dismissal is 1, a passed paper
-  PASSED_WEIGHT), which ranking multiplies the model's weight by.
+- `confidence`: the square root of evidence / EVIDENCE_FULL, capped at 1 (a like or dismissal is 1,
+  a passed paper PASSED_WEIGHT), which ranking multiplies the model's weight by.
 Measured alternatives: docs/notes/eval.md. Fitting runs in a Celery task when feedback changes;
 ranking only multiplies a chunk's stored vectors, stacked, with the papers' vectors.
 """
