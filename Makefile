@@ -11,8 +11,8 @@ test:  ## install test dependencies, start PostgreSQL/Redis if needed, run the w
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports --no-logo
 
-bench:  ## the throughput benchmark (see README, "Benchmark"); arguments in BENCH_ARGS="..."
+bench:  ## the throughput benchmark (see docs/benchmark.md); arguments in BENCH_ARGS="..."
 	bash scripts/bench.sh $(BENCH_ARGS)
 
-faults:  ## delivery under real faults (see README, "Faults, measured"); arguments in FAULTS_ARGS="..."
+faults:  ## delivery under real faults (see docs/faults.md); arguments in FAULTS_ARGS="..."
 	bash scripts/faults.sh $(FAULTS_ARGS)

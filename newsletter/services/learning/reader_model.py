@@ -9,8 +9,8 @@ and tagging mean by it.
   w = mean(positives) - ROCCHIO_NEGATIVE * mean(negatives).
 - From there: a linear SVM (LinearSVC, C = 0.1, balanced classes) plus that Rocchio vector as a prior,
   each scaled so its strongest rated paper scores 1. On the shared lists (`eval_ranking`, rounds 2 / 3)
-  the SVM alone scores 0.40 / 0.60, Rocchio alone 0.65 / 0.60, the sum 0.60 / 0.68 (README, "Ranking
-  and feedback").
+  the SVM alone scores 0.40 / 0.60, Rocchio alone 0.65 / 0.60, the sum 0.60 / 0.68
+  (docs/ranking.md).
 
 The sum is scaled so that the strongest rated paper scores ±1, pruned to its MAX_WEIGHTS largest
 weights and stored in ReaderModel. Fitting runs in a Celery task when feedback changes; ranking only
