@@ -12,6 +12,7 @@ mkdir -p var
 .venv/bin/python scripts/port_free.py "$WEB_PORT"
 
 source scripts/services.sh
+run_env_write "$SITE_URL"
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379/0}
 if [ -z "${CELERY_BROKER_URL:-}" ] && ! ensure_redis "$redis_url"; then
   echo "!! Redis is not reachable at $redis_url."

@@ -11,15 +11,13 @@ source scripts/services.sh
 ensure_services "${TEST_REDIS_URL:-redis://127.0.0.1:6379/13}"
 if ! command -v chromium >/dev/null 2>&1; then
   echo "Installing Debian's chromium for the browser tests ..."
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  apt_install chromium
 fi
 
 if [ ! -x /usr/sbin/dovecot ]; then
   echo "Installing Debian's dovecot-imapd for the bounce-mailbox tests (a throwaway server per test) ..."
-  as_root apt-get update -qq
   # Only the binaries: the tests start their own instance; the package's system service is not needed.
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null
+  apt_install dovecot-imapd
 fi
 
 make --no-print-directory lint  # ruff check, ruff format --check, lint-imports (the layers in pyproject.toml)
