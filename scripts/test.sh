@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: installs everything the suite needs, starts PostgreSQL/Redis if they are down,
-# then runs `make lint` (ruff check + ruff format --check) and the whole pytest suite.
+# then runs `make lint` (ruff check + ruff format --check) and the whole pytest suite, in parallel.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +21,8 @@ if [ ! -x /usr/sbin/dovecot ]; then
 fi
 
 make --no-print-directory lint  # ruff check, ruff format --check, lint-imports (the layers in pyproject.toml)
-.venv/bin/python -m pytest "$@"
+# In parallel (pytest-xdist): each worker process has its own test database and Redis db
+# (config/settings/test.py), the slow tests are dealt out first (tests/conftest.py). Four workers on
+# two cores: most of the slow tests wait on Celery workers, servers and browsers they started.
+# `-n 0` (or any -n) after it in the arguments wins.
+.venv/bin/python -m pytest -n "${TEST_WORKERS:-4}" "$@"
