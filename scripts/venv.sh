@@ -17,7 +17,9 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$requirements" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ] \
     || [ requirements-local.txt -nt "$stamp" ]; then
     echo "Installing $requirements into .venv ..."
-    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+    # --no-compile: pip would byte-compile every module of every package (half its CPU time here);
+    # Python compiles the modules actually imported, once, on first use.
+    .venv/bin/python -m pip install -q --no-compile --disable-pip-version-check -r "$requirements"
     touch "$stamp"
   fi
 }
