@@ -17,9 +17,7 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$requirements" -nt "$stamp" ] || [ requirements.txt -nt "$stamp" ] \
     || [ requirements-local.txt -nt "$stamp" ]; then
     echo "Installing $requirements into .venv ..."
-    # --no-compile: pip would byte-compile every module of every package (half its CPU time here);
-    # Python compiles the modules actually imported, once, on first use.
-    .venv/bin/python -m pip install -q --no-compile --disable-pip-version-check -r "$requirements"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
     touch "$stamp"
   fi
 }
