@@ -1,6 +1,7 @@
 from django.urls import path
 
 from newsletter import views
+from newsletter.feeds import DigestFeed
 
 app_name = "newsletter"
 
@@ -15,6 +16,10 @@ urlpatterns = [
     path("manage/<str:token>/delete/", views.delete, name="delete"),
     path("manage/<str:token>/resubscribe/", views.resubscribe, name="resubscribe"),
     path("manage/<str:token>/feedback/remove/", views.feedback_forget, name="feedback_forget"),
+    path("manage/<str:token>/digests/", views.archive, name="archive"),
+    path("manage/<str:token>/liked/", views.liked, name="liked"),
+    # Keep in step with newsletter.services.tokens.link (Purpose.FEED).
+    path("feeds/<str:token>/", DigestFeed(), name="feed"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("digests/<str:token>/", views.digest_view, name="digest"),
     # Keep in step with newsletter.services.tokens.feedback_link (emails build the URL without reverse()).
