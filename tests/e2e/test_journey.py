@@ -77,9 +77,7 @@ def test_the_whole_journey_is_accessible_in_both_colour_schemes(
 ) -> None:
     settings.SITE_URL = live_server.url
     call_command("ingest_papers", str(HF_JSON), "--quiet", stdout=StringIO())
-    context = browser.new_context(
-        base_url=live_server.url, timezone_id="Europe/Berlin", color_scheme=scheme
-    )
+    context = browser.new_context(base_url=live_server.url, timezone_id="Europe/Berlin", color_scheme=scheme)
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     errors: list[str] = []
