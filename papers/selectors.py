@@ -27,6 +27,8 @@ class CandidatePaper:
     github_url: str
     ingested_at: datetime
     published_at: datetime | None
+    # arXiv id ("2403.12345"), "hf:..." for a Hugging Face page without one, or None (listings).
+    external_id: str | None
     topic_ids: tuple[int, ...]
     # PaperTopic.score of each topic in `topic_ids`: how strongly the paper belongs to it.
     topic_scores: tuple[float, ...]
@@ -35,7 +37,7 @@ class CandidatePaper:
 # A candidate's `abstract` is Paper.abstract_clean, the text readers see (and ranking reads).
 _CANDIDATE_FIELDS = (
     "id", "title", "abstract_clean", "authors", "url", "upvotes", "github_stars", "github_url",
-    "ingested_at", "published_at",
+    "ingested_at", "published_at", "external_id",
 )  # fmt: skip
 
 

@@ -34,12 +34,17 @@ _ITEM_LISTS = {
     "chip": "topics",
     "topics": "topics_line",
     "code": "code_urls",
+    "stars": "stars",
+    "upvotes": "upvotes",
+    "arxiv": "arxiv_ids",
 }
 _ITEM_SCALARS = ("title", "url", "abstract", "date", "number", "more_url", "less_url")
 DIGEST_SCALARS = (
-    "intro", "count_label", "period_label", "email", "frequency_label", "manage_url",
+    "subject", "intro", "count_label", "period_label", "email", "frequency_label", "manage_url",
     "unsubscribe_url", "web_url", "site_url",
 )  # fmt: skip
+# Fragments at the top level, each repeated once per paper: the overview's line and the row.
+_ITEM_FRAGMENTS = ("toc", "paper")
 
 
 def _placeholder(name: str) -> str:
@@ -62,7 +67,10 @@ class PaperRow:
     reasons: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     code_urls: list[str] = field(default_factory=list)  # zero or one link
-    date: str = ""  # "21 November 2026": published, else ingested
+    stars: list[str] = field(default_factory=list)  # zero or one: the code's GitHub stars, "2,714"
+    upvotes: list[str] = field(default_factory=list)  # zero or one: "58"
+    arxiv_ids: list[str] = field(default_factory=list)  # zero or one: abstract and PDF links
+    date: str = ""  # "published 11 Mar · added 3 Dec"
     number: str = ""  # position in the digest, "1", "2", ...
     # The reader's own "More like this" / "Not for me" links (newsletter.services.tokens.feedback_link).
     more_url: str = ""
@@ -117,6 +125,14 @@ class Segments:
         return Segments(parts)
 
 
+def _content_key(item: PaperRow) -> tuple:
+    """Everything of a row but its per-digest parts; "\0" separates the lists."""
+    return (
+        item.title, item.url, item.abstract, item.date, *item.authors, "\0", *item.topics, "\0",
+        *item.code_urls, "\0", *item.stars, "\0", *item.upvotes, "\0", *item.arxiv_ids,
+    )  # fmt: skip
+
+
 class CompiledTemplate:
     def __init__(self, template_name: str, *, html: bool) -> None:
         sample = PaperRow(
@@ -140,11 +156,9 @@ class CompiledTemplate:
         self.shell = Segments.parse(rendered)
         self._papers: dict[tuple, Segments] = {}
 
-    def _paper(self, item: PaperRow, paper: Segments) -> Segments:
-        """The paper fragment with everything but position and reasons filled in, cached by content
-        (so it is never stale: a changed paper is a new key)."""
-        key = (item.title, item.url, item.abstract, item.date, *item.authors, "\0", *item.topics)
-        key += ("\0", *item.code_urls)
+    def _paper(self, key: tuple, item: PaperRow, paper: Segments) -> Segments:
+        """A per-paper fragment with everything but position and reasons filled in, cached by
+        content (so it is never stale: a changed paper is a new key)."""
         cached = self._papers.get(key)
         if cached is None:
             if len(self._papers) >= _PAPER_CACHE_SIZE:
@@ -167,15 +181,17 @@ class CompiledTemplate:
 
     def render(self, *, items: list[PaperRow], values: dict[str, str]) -> str:
         escape_ = self.escape
-        papers = []
-        paper = self.fragments.get("paper")
-        for item in items if paper is not None else ():
+        repeated = [(name, self.fragments[name], []) for name in _ITEM_FRAGMENTS if name in self.fragments]
+        for item in items if repeated else ():
             per_digest = {_placeholder(name): escape_(getattr(item, name)) for name in _PER_DIGEST_SCALARS}
             if "reason" in self.fragments:
                 per_digest[_slot("reason")] = self._repeat("reason", item.reasons)
-            papers.append(self._paper(item, paper).fill(per_digest))
+            key = _content_key(item)
+            for name, fragment, filled in repeated:
+                filled.append(self._paper((name, *key), item, fragment).fill(per_digest))
         shell = {_placeholder(name): escape_(values[name]) for name in DIGEST_SCALARS}
-        shell[_slot("paper")] = "".join(papers)
+        for name, _, filled in repeated:
+            shell[_slot(name)] = "".join(filled)
         return self.shell.fill(shell)
 
 

@@ -6,9 +6,12 @@ the compiled fast path of digest_templates.py.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from urllib.parse import quote_plus
+from datetime import datetime
+from urllib.parse import quote, quote_plus
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -23,11 +26,20 @@ from newsletter.services.emails import build_email
 from newsletter.services.tokens import Purpose, feedback_link, link
 from papers.selectors import CandidatePaper, topic_names
 
-ABSTRACT_CHARS = 420
-AUTHORS_SHOWN = 6
+# About three lines of the email's 544 px text column (two on a wide client, five on a phone).
+ABSTRACT_CHARS = 240
+AUTHORS_SHOWN = 3
+SUBJECT_CHARS = 78  # RFC 5322's recommended line length; longer subjects are cut by most inboxes
+_SHORT_NAME_CHARS = 40  # "Ask2Mask: Guided Data Selection..." is named "Ask2Mask" in the subject
 
 
 # --- the rows of a digest --------------------------------------------------------------------
+
+
+def arxiv_id(paper: CandidatePaper) -> str | None:
+    """The paper's arXiv id, if a source gave one (Hugging Face pages without one are "hf:...")."""
+    external = paper.external_id
+    return external if external and not external.startswith("hf:") else None
 
 
 def paper_url(paper: CandidatePaper) -> str:
@@ -35,6 +47,8 @@ def paper_url(paper: CandidatePaper) -> str:
         # Feeds may give IRIs (non-ASCII, spaces). Percent-encoded, the link is the same in every
         # mail client, and the fast HTML path matches the template path (lxml would encode it there).
         return iri_to_uri(paper.url)
+    if identifier := arxiv_id(paper):
+        return f"https://arxiv.org/abs/{identifier}"
     # Listings carry no link; an arXiv title search finds the paper.
     return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(paper.title)}"
 
@@ -42,50 +56,77 @@ def paper_url(paper: CandidatePaper) -> str:
 def authors_line(authors: list[str]) -> list[str]:
     if not authors:
         return []
-    shown = ", ".join(authors[:AUTHORS_SHOWN])
-    return [shown + (" et al." if len(authors) > AUTHORS_SHOWN else "")]
+    if len(authors) > AUTHORS_SHOWN:
+        return [", ".join(authors[:AUTHORS_SHOWN]) + " et al."]
+    return [", ".join(authors)]
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
 
 
 def shorten(text: str, limit: int) -> str:
-    """Cut at a word boundary and add an ellipsis (Truncator does the same, a hundred times slower)."""
+    """Cut at the last sentence end, else the last word boundary, that keeps at least half of
+    `limit`, and add an ellipsis (Truncator does the word cut too, a hundred times slower)."""
     if len(text) <= limit:
         return text
-    cut = text[: limit - 1]
+    cut = text[: limit - 2]
+    sentence_end = max((m.end() for m in _SENTENCE_END.finditer(cut)), default=0)
+    if sentence_end >= limit // 2:
+        return cut[:sentence_end] + " …"
     space = cut.rfind(" ")
     if space >= limit // 2:
         cut = cut[:space]
     return cut.rstrip(" ,;:") + "…"
 
 
+def _day(moment: datetime, *, year: bool) -> str:
+    return f"{moment.day} {moment:%b %Y}" if year else f"{moment.day} {moment:%b}"
+
+
 def paper_date(paper: CandidatePaper) -> str:
-    """The paper's date as readers see it: when it was published, else when it reached us."""
-    day = paper.published_at or paper.ingested_at
-    return f"{day.day} {day:%B %Y}"
+    """ "published 11 Mar 2025 · added 3 Dec": the two dates say different things. Digests pick
+    papers by when they were added here, and a paper added this week may be months old."""
+    added = _day(paper.ingested_at, year=False)
+    if paper.published_at is None:
+        return f"added {added}"
+    published = _day(paper.published_at, year=paper.published_at.year != paper.ingested_at.year)
+    return f"published {published} · added {added}"
 
 
-def _paper_row(paper: CandidatePaper, names: dict[int, str]) -> PaperRow:
+def _count(value: int | None) -> list[str]:
+    return [f"{value:,}"] if value else []
+
+
+def _paper_row(paper: CandidatePaper, names: dict[int, str], abstract_chars: int | None) -> PaperRow:
+    identifier = arxiv_id(paper)
     return PaperRow(
         title=paper.title,
         url=paper_url(paper),
-        abstract=shorten(paper.abstract, ABSTRACT_CHARS),
+        abstract=paper.abstract if abstract_chars is None else shorten(paper.abstract, abstract_chars),
         date=paper_date(paper),
         authors=authors_line(paper.authors),
         topics=[names[t] for t in paper.topic_ids if t in names],
         code_urls=[iri_to_uri(paper.github_url)] if paper.github_url else [],
+        stars=_count(paper.github_stars) if paper.github_url else [],
+        upvotes=_count(paper.upvotes),
+        arxiv_ids=[quote(identifier)] if identifier else [],
     )
 
 
 def paper_card(*, paper: CandidatePaper) -> PaperRow:
     """One paper as the digests show it, without a reader's parts (the feedback page)."""
-    return _paper_row(paper, topic_names())
+    return _paper_row(paper, topic_names(), ABSTRACT_CHARS)
 
 
 class PaperRowCache:
     """Rows for the digests of a chunk: what depends on the paper alone is built once per paper,
     however many digests carry it; reasons, position and the feedback links are each digest's own."""
 
-    def __init__(self, names: dict[int, str] | None = None) -> None:
+    def __init__(
+        self, names: dict[int, str] | None = None, *, abstract_chars: int | None = ABSTRACT_CHARS
+    ) -> None:
         self.names = topic_names() if names is None else names
+        self.abstract_chars = abstract_chars  # None: the whole abstract (the web copy)
         self._rows: dict[int, PaperRow] = {}
 
     def rows(self, picks: Sequence[Pick], *, subscriber: Subscriber) -> list[PaperRow]:
@@ -94,7 +135,7 @@ class PaperRowCache:
         for number, pick in enumerate(picks, start=1):
             row = self._rows.get(pick.paper.id)
             if row is None:
-                row = self._rows[pick.paper.id] = _paper_row(pick.paper, self.names)
+                row = self._rows[pick.paper.id] = _paper_row(pick.paper, self.names, self.abstract_chars)
             feedback = feedback_link(subscriber=subscriber, paper_id=pick.paper.id)
             result.append(
                 replace(
@@ -112,7 +153,7 @@ class PaperRowCache:
 
 
 def count_label(count: int) -> str:
-    return f"{count} new paper" if count == 1 else f"{count} new papers"
+    return f"{count} paper" if count == 1 else f"{count} papers"
 
 
 def period_label(delivery: Delivery, subscriber: Subscriber) -> str:
@@ -122,10 +163,53 @@ def period_label(delivery: Delivery, subscriber: Subscriber) -> str:
 
 
 def intro(*, count: int, first: bool) -> str:
+    """What is true of the papers: the window is by ingestion, not publication (a paper added this
+    week may be a year old), and later digests leave out what the reader already got."""
     if first:
         days = settings.NEWSLETTER_FIRST_DIGEST_WINDOW.days
-        return f"Your first digest: {count_label(count)} of the last {days} days matched your interests."
-    return f"{count_label(count)} matched your topics and interests since your last digest."
+        return (
+            f"Your first digest: {count_label(count)} for your topics and interests, "
+            f"from those added in the last {days} days."
+        )
+    return f"{count_label(count)} new to you since your last digest, picked for your topics and interests."
+
+
+def _short_name(title: str) -> str:
+    """What a paper is called: "Ask2Mask" for "Ask2Mask: Guided Data Selection for ..."."""
+    name, colon, _ = title.partition(":")
+    return name.strip() if colon and 2 <= len(name.strip()) <= _SHORT_NAME_CHARS else title.strip()
+
+
+def _topic_phrase(name: str) -> str:
+    """ "Speech & audio" reads "speech & audio" mid-sentence; "NLP" or "RAG & retrieval" keep theirs."""
+    return name[0].lower() + name[1:] if name[1:2].islower() else name
+
+
+def common_topic(rows: Sequence[PaperRow]) -> str | None:
+    """The topic at least half of the papers share (the most common; ties: the lead paper's)."""
+    counts = Counter(topic for row in rows for topic in set(row.topics))
+    if not counts:
+        return None
+    lead_order = {topic: n for n, topic in enumerate(rows[0].topics)}
+    topic, hits = min(counts.items(), key=lambda pair: (-pair[1], lead_order.get(pair[0], len(lead_order))))
+    return topic if 2 * hits >= len(rows) else None
+
+
+def subject(rows: Sequence[PaperRow]) -> str:
+    """ "Ask2Mask and 9 more papers on speech & audio": the lead paper, the count, a topic when most
+    papers share one; the lead paper's name is cut, then the topic dropped, to stay in SUBJECT_CHARS."""
+    rest = len(rows) - 1
+    topic = common_topic(rows)
+    if rest == 0:
+        tail = f", a paper on {_topic_phrase(topic)}" if topic else ", a paper for you"
+    else:
+        more = "1 more paper" if rest == 1 else f"{rest} more papers"
+        tail = f" and {more}" + (f" on {_topic_phrase(topic)}" if topic else " for you")
+    lead = " ".join(_short_name(rows[0].title).split())
+    if topic and rest and SUBJECT_CHARS - len(tail) < min(len(lead), _SHORT_NAME_CHARS):
+        tail = f" and {more} for you"  # a recognisable lead paper says more than the topic
+    room = SUBJECT_CHARS - len(tail)
+    return shorten(lead, room) + tail if lead else f"{count_label(len(rows))} for you"
 
 
 def digest_values(*, delivery: Delivery, count: int, test: bool = False) -> dict[str, str]:
@@ -181,7 +265,7 @@ def digest_email(
             bounce_id=None if to else subscriber.pk,
         )
     items = (rows or PaperRowCache()).rows(picks, subscriber=subscriber)
-    rendered = digest_render(items=items, values=values, html=html)
+    rendered = digest_render(items=items, values=values | {"subject": subject(items)}, html=html)
     if test:
         rendered = replace(rendered, subject=f"[Test] {rendered.subject}")
     return build_email(
@@ -200,5 +284,6 @@ def digest_web_context(*, delivery: Delivery) -> dict:
     return {
         **digest_values(delivery=delivery, count=len(picks)),
         "delivery": delivery,
-        "items": PaperRowCache().rows(picks, subscriber=delivery.subscriber),
+        # The web copy has the room the email has not: whole abstracts.
+        "items": PaperRowCache(abstract_chars=None).rows(picks, subscriber=delivery.subscriber),
     }

@@ -89,7 +89,7 @@ def test_preview_as_html(sample_papers) -> None:
     assert html.count('class="paper-title"') == 2
     for row in rows:
         assert row["url"] in html.replace("&amp;", "&")
-    assert "2 new papers" in html
+    assert "2 papers" in html
 
 
 def test_preview_with_nothing_to_show() -> None:

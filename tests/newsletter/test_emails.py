@@ -28,8 +28,9 @@ from newsletter.services.tokens import Purpose, token_subscriber
 from tests.factories import PaperFactory, SubscriberFactory
 
 DIGEST_VALUES = {
-    "intro": "2 new papers matched.",
-    "count_label": "2 new papers",
+    "subject": "Ask2Mask and 1 more paper on speech & audio",
+    "intro": "2 papers new to you since your last digest.",
+    "count_label": "2 papers",
     "period_label": "Monday 12 January",
     "email": "reader@example.org",
     "frequency_label": "daily",
@@ -119,14 +120,15 @@ def test_render_email_inlines_css() -> None:
 
 
 def test_subject_cannot_inject_headers() -> None:
+    # The subject names the lead paper: a title with line breaks must not start a header.
     rendered = digest_render(
-        items=[], values={**DIGEST_VALUES, "period_label": "Monday\r\nBcc: victim@example.org\n"}, html=False
+        items=[], values={**DIGEST_VALUES, "subject": "Ask2Mask\r\nBcc: victim@example.org\n"}, html=False
     )
     message = parsed(build_email("digest", to="reader@example.org", context={}, rendered=rendered))
 
     assert "\n" not in rendered.subject and "\r" not in rendered.subject
     assert message["Bcc"] is None
-    assert message["Subject"] == "2 new papers for you, Monday Bcc: victim@example.org"
+    assert message["Subject"] == "Ask2Mask Bcc: victim@example.org"
 
 
 @pytest.mark.django_db

@@ -125,8 +125,8 @@ def test_digest_links_are_absolute_https_and_personal(settings) -> None:
     # An unsubscribe token is no manage token.
     assert token_subscriber(token=token, purpose=Purpose.MANAGE) is None
     assert token_delivery(token=values["web_url"].rstrip("/").rsplit("/", 1)[1]) == delivery
-    assert values["count_label"] == "1 new paper"
-    assert digest_values(delivery=delivery, count=3)["count_label"] == "3 new papers"
+    assert values["count_label"] == "1 paper"
+    assert digest_values(delivery=delivery, count=3)["count_label"] == "3 papers"
 
 
 # --- the compiled digest against the templates -------------------------------------------------
@@ -140,8 +140,9 @@ XSS_ABSTRACT = '</p><iframe src="javascript:alert(1)"></iframe> <b>bold</b> 5 < 
 
 def values(**overrides: str) -> dict[str, str]:
     base = {
-        "intro": "3 new papers matched your topics and interests since your last digest.",
-        "count_label": "3 new papers",
+        "subject": "Efficient quantization of large language models and 2 more papers for you",
+        "intro": "3 papers new to you since your last digest, picked for your topics and interests.",
+        "count_label": "3 papers",
         "period_label": "Monday 12 January",
         "email": "reader@example.org",
         "frequency_label": "daily",
@@ -345,7 +346,7 @@ def test_digest_render_parts() -> None:
     html_part = digest_render(items=items, values=values(), html=True)
     text_only = digest_render(items=items, values=values(), html=False)
 
-    assert html_part.subject == text_only.subject == "3 new papers for you, Monday 12 January"
+    assert html_part.subject == text_only.subject == values()["subject"]
     assert "\n" not in html_part.subject
     assert text_only.html is None
     assert html_part.text == text_only.text
@@ -354,7 +355,7 @@ def test_digest_render_parts() -> None:
         assert each.url in html_part.text
     assert "Unsubscribe: https://digest.example.org/unsubscribe/abc:ghi/" in html_part.text
     # CSS is inlined: the cards carry their style.
-    assert re.search(r'<div class="paper" style="[^"]+"', html_part.html)
+    assert re.search(r'<div class="paper" id="paper-1" style="[^"]+"', html_part.html)
 
 
 # --- per-reader parts: feedback links, first digest --------------------------------------------
@@ -382,18 +383,27 @@ def test_each_reader_gets_feedback_links_of_their_own_for_the_same_paper() -> No
     assert for_bob.more_url not in html_ada.html
 
 
-def test_rows_show_the_published_date_else_the_ingest_date() -> None:
+def test_rows_say_when_a_paper_was_published_and_when_it_was_added() -> None:
     published = PaperFactory(published_at=datetime(2026, 3, 1, 23, tzinfo=UTC))
+    last_year = PaperFactory(published_at=datetime(2025, 7, 14, 9, tzinfo=UTC))
     listed = PaperFactory(published_at=None)
-    Paper.objects.filter(pk=listed.pk).update(ingested_at=datetime(2026, 11, 21, 8, tzinfo=UTC))
+    Paper.objects.update(ingested_at=datetime(2026, 11, 21, 8, tzinfo=UTC))
     rows = PaperRowCache(topic_names()).rows(
-        [Pick(paper=p, score=1.0, reasons=()) for p in papers_by_ids(ids=[published.pk, listed.pk])],
+        [
+            Pick(paper=p, score=1.0, reasons=())
+            for p in papers_by_ids(ids=[published.pk, last_year.pk, listed.pk])
+        ],
         subscriber=READER,
     )
 
-    assert sorted(row.date for row in rows) == ["1 March 2026", "21 November 2026"]
+    assert sorted(row.date for row in rows) == [
+        "added 21 Nov",
+        "published 1 Mar · added 21 Nov",
+        "published 14 Jul 2025 · added 21 Nov",
+    ]
     rendered = digest_render(items=rows, values=values(), html=True)
-    assert "1 March 2026" in rendered.text and "1 March 2026" in rendered.html
+    assert "published 1 Mar · added 21 Nov" in rendered.text
+    assert "published 1 Mar · added 21 Nov" in rendered.html
 
 
 def test_a_first_digest_says_so_and_later_ones_speak_of_the_last_digest() -> None:
@@ -402,6 +412,13 @@ def test_a_first_digest_says_so_and_later_ones_speak_of_the_last_digest() -> Non
     first = digest_values(delivery=DeliveryFactory(subscriber=subscriber, first=True), count=3)
     later = digest_values(delivery=DeliveryFactory(subscriber=subscriber, period="p2"), count=3)
 
+    # The window is by ingestion: "added", not "new papers of the last 7 days" (a paper added this
+    # week may have been published months ago).
     assert "last digest" not in first["intro"]
-    assert first["intro"].startswith("Your first digest: 3 new papers of the last 7 days")
-    assert later["intro"] == "3 new papers matched your topics and interests since your last digest."
+    assert first["intro"] == (
+        "Your first digest: 3 papers for your topics and interests, from those added in the last 7 days."
+    )
+    assert (
+        later["intro"] == "3 papers new to you since your last digest, picked for your topics and interests."
+    )
+    assert "new papers" not in first["intro"] + later["intro"]
