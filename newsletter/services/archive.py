@@ -31,7 +31,7 @@ class ArchivedPaper:
 @dataclass(frozen=True)
 class ArchivedDigest:
     delivery_id: int
-    title: str  # "Saturday 5 December 2026: 10 new papers"
+    title: str  # "Saturday 5 December 2026: 10 papers"
     sent_at: datetime
     web_url: str
     papers: tuple[ArchivedPaper, ...]

@@ -47,8 +47,8 @@ def test_the_archive_lists_sent_digests_latest_first_with_their_papers() -> None
     digests = digests_archived(subscriber=reader)
 
     assert [d.title for d in digests] == [
-        "Monday 2 March 2026: 2 new papers",
-        "Sunday 1 March 2026: 1 new paper",
+        "Monday 2 March 2026: 2 papers",
+        "Sunday 1 March 2026: 1 paper",
     ]
     assert [p.title for p in digests[0].papers] == ["Newer paper A", "Newer paper B"]
     assert digests[0].web_url.endswith(

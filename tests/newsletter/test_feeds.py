@@ -34,8 +34,8 @@ def test_the_feed_is_atom_with_one_entry_per_sent_digest(client: Client) -> None
     feed = ET.fromstring(response.content)
     entries = feed.findall(f"{ATOM}entry")
     assert [e.findtext(f"{ATOM}title") for e in entries] == [
-        "Monday 2 March 2026: 1 new paper",
-        "Sunday 1 March 2026: 1 new paper",
+        "Monday 2 March 2026: 1 paper",
+        "Sunday 1 March 2026: 1 paper",
     ]
     web_copy = f"/digests/{token_make(subscriber=reader, purpose=Purpose.DIGEST, object_id=latest.pk)}/"
     assert entries[0].find(f"{ATOM}link").get("href").endswith(web_copy)
