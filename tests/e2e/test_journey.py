@@ -118,7 +118,7 @@ def test_the_whole_journey_is_accessible_in_both_colour_schemes(
     Subscriber.objects.filter(pk=subscriber.pk).update(next_send_at=timezone.now() - timedelta(minutes=1))
     call_command("send_digests", "--now", stdout=StringIO())
     page.goto("/dev/outbox/")
-    page.get_by_role("link", name=re.compile(r"new papers? for you")).click()
+    page.locator("tbody a").first.click()  # the newest email: the digest
     walk.check("outbox digest message")
     email = page.frame_locator("iframe.email")
     expect(email.locator(".paper-title").first).to_be_visible()
@@ -129,7 +129,22 @@ def test_the_whole_journey_is_accessible_in_both_colour_schemes(
     html_page = context.new_page()
     html_page.set_content(digest_html)
     walk.check("digest email HTML", html_page)
-    assert html_page.get_by_text("Rafael Rafailov").count() >= 1  # authors, from the HF JSON
+    # The rows carry what the HF JSON has: authors (past three, "et al."), the arXiv page and PDF.
+    dpo = html_page.locator(".paper", has_text="Direct Preference Optimization")
+    expect(dpo.locator(".authors")).to_have_text("Rafael Rafailov, Archit Sharma, Eric Mitchell et al.")
+    expect(dpo.get_by_role("link", name="arXiv", exact=True)).to_have_attribute(
+        "href", "https://arxiv.org/abs/2305.18290"
+    )
+    expect(dpo.get_by_role("link", name="PDF", exact=True)).to_have_attribute(
+        "href", "https://arxiv.org/pdf/2305.18290"
+    )
+    # The overview at the top lists every row's title, in order, each linking to its row.
+    rows = html_page.locator(".paper")
+    overview = html_page.locator(".overview a")
+    expect(overview).to_have_text(rows.locator(".paper-title").all_inner_texts())
+    for number in range(overview.count()):
+        target = overview.nth(number).get_attribute("href")
+        assert rows.nth(number).get_attribute("id") == target.removeprefix("#")
     html_page.close()
 
     # "More like this".
