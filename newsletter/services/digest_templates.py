@@ -154,11 +154,13 @@ class CompiledTemplate:
             rendered = rendered[: match.start()] + _slot(name) + rendered[match.end() :]
         self.fragments = {name: Segments.parse(text) for name, text in fragments.items()}
         self.shell = Segments.parse(rendered)
-        self._papers: dict[tuple, Segments] = {}
+        self._repeated = [name for name in _ITEM_FRAGMENTS if name in self.fragments]
+        self._papers: dict[tuple, tuple[Segments, ...]] = {}
 
-    def _paper(self, key: tuple, item: PaperRow, paper: Segments) -> Segments:
-        """A per-paper fragment with everything but position and reasons filled in, cached by
-        content (so it is never stale: a changed paper is a new key)."""
+    def _per_paper(self, item: PaperRow) -> tuple[Segments, ...]:
+        """The per-paper fragments (_ITEM_FRAGMENTS) with everything but position and reasons filled
+        in, cached by content (so never stale: a changed paper is a new key)."""
+        key = _content_key(item)
         cached = self._papers.get(key)
         if cached is None:
             if len(self._papers) >= _PAPER_CACHE_SIZE:
@@ -171,7 +173,9 @@ class CompiledTemplate:
             for name, attribute in _ITEM_LISTS.items():
                 if name in self.fragments and _slot(name) not in _PER_DIGEST:
                     values[_slot(name)] = self._repeat(name, getattr(item, attribute))
-            cached = self._papers[key] = paper.fill_some(values)
+            cached = self._papers[key] = tuple(
+                self.fragments[name].fill_some(values) for name in self._repeated
+            )
         return cached
 
     def _repeat(self, name: str, values: list[str]) -> str:
@@ -181,17 +185,16 @@ class CompiledTemplate:
 
     def render(self, *, items: list[PaperRow], values: dict[str, str]) -> str:
         escape_ = self.escape
-        repeated = [(name, self.fragments[name], []) for name in _ITEM_FRAGMENTS if name in self.fragments]
-        for item in items if repeated else ():
+        filled: list[list[str]] = [[] for _ in self._repeated]
+        for item in items if self._repeated else ():
             per_digest = {_placeholder(name): escape_(getattr(item, name)) for name in _PER_DIGEST_SCALARS}
             if "reason" in self.fragments:
                 per_digest[_slot("reason")] = self._repeat("reason", item.reasons)
-            key = _content_key(item)
-            for name, fragment, filled in repeated:
-                filled.append(self._paper((name, *key), item, fragment).fill(per_digest))
+            for parts, fragment in zip(filled, self._per_paper(item), strict=True):
+                parts.append(fragment.fill(per_digest))
         shell = {_placeholder(name): escape_(values[name]) for name in DIGEST_SCALARS}
-        for name, _, filled in repeated:
-            shell[_slot(name)] = "".join(filled)
+        for name, parts in zip(self._repeated, filled, strict=True):
+            shell[_slot(name)] = "".join(parts)
         return self.shell.fill(shell)
 
 

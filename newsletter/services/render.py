@@ -29,7 +29,9 @@ from papers.selectors import CandidatePaper, topic_names
 # About three lines of the email's 544 px text column (two on a wide client, five on a phone).
 ABSTRACT_CHARS = 240
 AUTHORS_SHOWN = 3
-SUBJECT_CHARS = 78  # RFC 5322's recommended line length; longer subjects are cut by most inboxes
+# "Subject: " and the subject within RFC 5322's 78-character line: never folded over two lines, and
+# about what inboxes show before cutting.
+SUBJECT_CHARS = 69
 _SHORT_NAME_CHARS = 40  # "Ask2Mask: Guided Data Selection..." is named "Ask2Mask" in the subject
 
 
@@ -64,19 +66,19 @@ def authors_line(authors: list[str]) -> list[str]:
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
 
 
-def shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int, *, ellipsis: str = "…") -> str:
     """Cut at the last sentence end, else the last word boundary, that keeps at least half of
     `limit`, and add an ellipsis (Truncator does the word cut too, a hundred times slower)."""
     if len(text) <= limit:
         return text
-    cut = text[: limit - 2]
+    cut = text[: limit - 1 - len(ellipsis)]
     sentence_end = max((m.end() for m in _SENTENCE_END.finditer(cut)), default=0)
     if sentence_end >= limit // 2:
-        return cut[:sentence_end] + " …"
+        return f"{cut[:sentence_end]} {ellipsis}"
     space = cut.rfind(" ")
     if space >= limit // 2:
         cut = cut[:space]
-    return cut.rstrip(" ,;:") + "…"
+    return cut.rstrip(" ,;:") + ellipsis
 
 
 def _day(moment: datetime, *, year: bool) -> str:
@@ -84,8 +86,8 @@ def _day(moment: datetime, *, year: bool) -> str:
 
 
 def paper_date(paper: CandidatePaper) -> str:
-    """ "published 11 Mar 2025 · added 3 Dec": the two dates say different things. Digests pick
-    papers by when they were added here, and a paper added this week may be months old."""
+    """The two dates, named: "published 11 Mar 2025 · added 3 Dec". Digests pick papers by when they
+    were added here, and a paper added this week may be months old."""
     added = _day(paper.ingested_at, year=False)
     if paper.published_at is None:
         return f"added {added}"
@@ -175,29 +177,30 @@ def intro(*, count: int, first: bool) -> str:
 
 
 def _short_name(title: str) -> str:
-    """What a paper is called: "Ask2Mask" for "Ask2Mask: Guided Data Selection for ..."."""
+    """What a paper is called: "Ask2Mask" for "Ask2Mask: Guided Data Selection for ...", else its title."""
     name, colon, _ = title.partition(":")
     return name.strip() if colon and 2 <= len(name.strip()) <= _SHORT_NAME_CHARS else title.strip()
 
 
 def _topic_phrase(name: str) -> str:
-    """ "Speech & audio" reads "speech & audio" mid-sentence; "NLP" or "RAG & retrieval" keep theirs."""
+    """A topic mid-sentence: "speech & audio" for "Speech & audio"; "NLP" or "RAG & retrieval" stay."""
     return name[0].lower() + name[1:] if name[1:2].islower() else name
 
 
 def common_topic(rows: Sequence[PaperRow]) -> str | None:
-    """The topic at least half of the papers share (the most common; ties: the lead paper's)."""
-    counts = Counter(topic for row in rows for topic in set(row.topics))
+    """The topic at least half of the papers share: the most common, and on a tie the one seen
+    first (most_common keeps insertion order), which is the lead paper's."""
+    counts = Counter(topic for row in rows for topic in row.topics)  # a row lists a topic once
     if not counts:
         return None
-    lead_order = {topic: n for n, topic in enumerate(rows[0].topics)}
-    topic, hits = min(counts.items(), key=lambda pair: (-pair[1], lead_order.get(pair[0], len(lead_order))))
+    topic, hits = counts.most_common(1)[0]
     return topic if 2 * hits >= len(rows) else None
 
 
 def subject(rows: Sequence[PaperRow]) -> str:
-    """ "Ask2Mask and 9 more papers on speech & audio": the lead paper, the count, a topic when most
-    papers share one; the lead paper's name is cut, then the topic dropped, to stay in SUBJECT_CHARS."""
+    """The lead paper, the count, and a topic when most papers share one: "Ask2Mask and 9 more papers
+    on speech & audio". To stay within SUBJECT_CHARS the lead paper's name is cut, or the topic
+    dropped when the cut would leave too little of the name."""
     rest = len(rows) - 1
     topic = common_topic(rows)
     if rest == 0:
@@ -209,7 +212,9 @@ def subject(rows: Sequence[PaperRow]) -> str:
     if topic and rest and SUBJECT_CHARS - len(tail) < min(len(lead), _SHORT_NAME_CHARS):
         tail = f" and {more} for you"  # a recognisable lead paper says more than the topic
     room = SUBJECT_CHARS - len(tail)
-    return shorten(lead, room) + tail if lead else f"{count_label(len(rows))} for you"
+    # "...", not "…": an ASCII subject is sent as it is, without RFC 2047 encoding (cheaper to build,
+    # and read the same by every client and filter).
+    return shorten(lead, room, ellipsis="...") + tail if lead else f"{count_label(len(rows))} for you"
 
 
 def digest_values(*, delivery: Delivery, count: int, test: bool = False) -> dict[str, str]:

@@ -310,3 +310,21 @@ def test_digest_bytes_are_unchanged_by_the_header_policy() -> None:
     assert msg.as_bytes(linesep="\r\n") == fast
     subject = fast.split(b"\r\nSubject: ", 1)[1].split(b"\r\nFrom:", 1)[0]
     assert subject.lstrip().startswith(b"=?utf-8?q?") and subject.count(b"\r\n ") > 1  # compat32 folded it
+
+
+def test_digest_bytes_are_those_of_the_stock_generator() -> None:
+    """ListEmail serializes its text parts a whole part at a time: the bytes are the stock ones,
+    for multipart and single-part mail, with and without a final newline, in both line endings."""
+    html = "<!DOCTYPE html>\n<p>Zoë &amp; café</p>\n\n<p>" + "x" * 900 + "</p>"  # no final newline
+    for rendered in (
+        RenderedEmail(
+            subject="Ask2Mask and 9 more", text="1. Zoë\n   https://arxiv.org/abs/1\n\n", html=html
+        ),
+        RenderedEmail(subject="Plain", text="one line\r\nand a CRLF one\nlast", html=None),
+    ):
+        msg = build_email("digest", to="reader@example.org", context={}, rendered=rendered).message()
+        for linesep in ("\r\n", "\n"):
+            stock = type(msg).as_bytes(msg, linesep=linesep)  # Django's SafeMIME*.as_bytes
+
+            assert msg.as_bytes(linesep=linesep) == stock
+            assert rendered.text.splitlines()[0].encode() in stock
