@@ -71,3 +71,17 @@ def test_rotating_the_token_key_revokes_the_feed_with_the_other_links(client: Cl
     assert client.get(old_feed).status_code == 404
     reader.refresh_from_db()
     assert client.get(feed_path(reader)).status_code == 200
+
+
+def test_the_feed_costs_the_same_few_queries_however_many_digests(
+    client: Client, django_assert_num_queries
+) -> None:
+    reader = SubscriberFactory()
+    for day in range(1, 6):
+        sent_digest(reader, [f"Paper {day}a", f"Paper {day}b"], day=day)
+
+    # The token's subscriber, the deliveries, their items, and the papers with their topics.
+    with django_assert_num_queries(5):
+        response = client.get(feed_path(reader))
+
+    assert len(ET.fromstring(response.content).findall(f"{ATOM}entry")) == 5
