@@ -25,6 +25,7 @@ def _described(violation: dict) -> str:
 def axe_check(page: Page, *, where: str, schemes: tuple[str, ...] = SCHEMES) -> list[str]:
     """Run axe in each colour scheme: assert no serious or critical finding; return the others."""
     remaining: list[str] = []
+    page.wait_for_load_state()  # axe needs the document a click may still be replacing
     for scheme in schemes:
         page.emulate_media(color_scheme=scheme)
         violations = AXE.run(page, options=OPTIONS).response["violations"]

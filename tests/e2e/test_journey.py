@@ -94,6 +94,7 @@ def test_the_whole_journey_is_accessible_in_both_colour_schemes(
     page.goto("/dev/outbox/")
     walk.check("outbox")
     page.get_by_role("link", name="Confirm your Paper Digest subscription").click()
+    expect(page.get_by_role("heading", name="Confirm your Paper Digest subscription")).to_be_visible()
     walk.check("outbox message")
     with page.expect_popup() as opened:  # links leave the sandboxed frame, as in a webmail
         page.frame_locator("iframe.email").get_by_role("link", name="Confirm my subscription").click()
@@ -116,6 +117,7 @@ def test_the_whole_journey_is_accessible_in_both_colour_schemes(
     call_command("send_digests", "--now", stdout=StringIO())
     page.goto("/dev/outbox/")
     page.locator("tbody a").first.click()  # the newest email: the digest
+    expect(page.get_by_role("heading", name="HTML part")).to_be_visible()
     walk.check("outbox digest message")
     email = page.frame_locator("iframe.email")
     expect(email.locator(".paper-title").first).to_be_visible()
