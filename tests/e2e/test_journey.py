@@ -202,6 +202,7 @@ def test_the_whole_journey_is_accessible_in_both_colour_schemes(
     # Once more, from a second visit to the unsubscribe link in an old email.
     page.goto(unsubscribe_url)
     page.get_by_role("button", name="Unsubscribe").click()
+    expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
     page.goto(unsubscribe_url)
     expect(page.get_by_role("heading", name="You are unsubscribed")).to_be_visible()
     walk.check("unsubscribe link, second visit")
