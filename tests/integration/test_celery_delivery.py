@@ -99,12 +99,14 @@ def html_titles(html: str) -> list[str]:
 
 
 def text_titles(text: str, count: int) -> list[str]:
-    """The numbered titles of the plain-text part ("1. Title")."""
+    """The numbered titles of the plain-text part ("1. Title"): each is in the overview at the top
+    and again at its row, the same."""
     lines = text.splitlines()
     titles = []
     for n in range(1, count + 1):
-        (line,) = [line for line in lines if line.startswith(f"{n}. ")]
-        titles.append(line[len(f"{n}. ") :])
+        overview, row = [line for line in lines if line.startswith(f"{n}. ")]
+        assert overview == row
+        titles.append(row[len(f"{n}. ") :])
     return titles
 
 
