@@ -246,7 +246,8 @@ def delete(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         subscriber_delete(subscriber=subscriber)
         return render(request, "newsletter/deleted.html")
-    return render(request, "newsletter/delete.html", {"token": token})
+    context = {"token": token, "manage_url": reverse("newsletter:manage", args=[token])}
+    return render(request, "newsletter/delete.html", context)
 
 
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:

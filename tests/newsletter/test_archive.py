@@ -82,6 +82,12 @@ def test_the_manage_page_links_the_archive_and_its_own_header_link_stays_there(c
     assert url("liked", reader, Purpose.MANAGE) in html
     assert f'<a href="{manage}" aria-current="page">Manage your subscription</a>' in html
     assert '<a href="/manage/">' not in html  # not "send me a new link"
+    # The pages reached from it keep the reader there too.
+    for name in ("archive", "liked", "delete"):
+        assert (
+            f'<a href="{manage}">Manage your subscription</a>'
+            in client.get(url(name, reader, Purpose.MANAGE)).content.decode()
+        )
 
 
 def test_papers_you_liked_lists_only_more_like_this_marks(client: Client) -> None:
