@@ -114,8 +114,9 @@ class SuppressionAdmin(admin.ModelAdmin):
 
 @admin.register(EmailEvent)
 class EmailEventAdmin(admin.ModelAdmin):
-    list_display = ["event_type", "bounce_kind", "email", "esp_name", "timestamp", "processed_at"]
-    list_filter = ["event_type", "bounce_kind", "esp_name"]
+    # verified=No: a bounce-mailbox report that proved no mail of ours (forged?); it changed nothing.
+    list_display = ["event_type", "bounce_kind", "email", "esp_name", "verified", "timestamp", "processed_at"]
+    list_filter = ["event_type", "verified", "bounce_kind", "esp_name"]
     search_fields = ["email", "event_id", "message_id"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -6,5 +6,6 @@ class NewsletterConfig(AppConfig):
     name = "newsletter"
 
     def ready(self) -> None:
-        # Imported for their side effects: the deploy checks register, the anymail receiver connects.
-        from newsletter import checks, signals  # noqa: F401
+        # Imported for their side effects: the deploy checks register, the anymail and log-in receivers
+        # connect.
+        from newsletter import admin_login, checks, signals  # noqa: F401

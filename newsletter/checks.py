@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.http.request import validate_host
 
+from newsletter.services.deliverability.mailbox import is_loopback
+
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 
@@ -40,3 +42,54 @@ def check_site_url(app_configs=None, **kwargs) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register(Tags.security, deploy=True)
+def check_bounce_mailbox(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """The bounce mailbox's password must not cross the network in clear (deliverability/mailbox.py)."""
+    if not settings.NEWSLETTER_BOUNCE_MAILBOX:
+        return []
+    url = urlsplit(settings.NEWSLETTER_BOUNCE_MAILBOX)
+    if url.scheme not in ("imaps", "imap", "maildir"):
+        return [
+            Error(
+                f"NEWSLETTER_BOUNCE_MAILBOX has the scheme {url.scheme!r}: no bounce would be read.",
+                hint="Use imaps://user:password@host/INBOX or maildir:///path.",
+                id="newsletter.E009",
+            )
+        ]
+    if url.scheme == "imap" and not is_loopback(url.hostname):
+        return [
+            Warning(
+                f"NEWSLETTER_BOUNCE_MAILBOX is plain imap:// to {url.hostname}: the password is sent only "
+                "after STARTTLS with a valid certificate, and the mailbox is not read if that fails.",
+                hint="Use imaps:// (TLS from the start, port 993); plain imap:// is for this machine only.",
+                id="newsletter.W009",
+            )
+        ]
+    return []
+
+
+# A network shorter than /32 lumps a whole ISP together; longer than /64 lets one line rotate through
+# fresh allowances (every line has at least a /64).
+IPV6_PREFIX_SANE = range(32, 65)
+
+
+@register(Tags.security, deploy=True)
+def check_ipv6_prefix(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """Per-client limits key IPv6 visitors by network (newsletter.client_address.client_key)."""
+    length = settings.NEWSLETTER_IPV6_PREFIX_LENGTH
+    if length in IPV6_PREFIX_SANE:
+        return []
+    return [
+        Warning(
+            f"NEWSLETTER_IPV6_PREFIX_LENGTH is {length}: "
+            + (
+                "a client rotating addresses inside its /64 gets a fresh rate limit per address."
+                if length > 64
+                else "visitors of a whole provider would share one rate limit."
+            ),
+            hint="Use 64 (the default), or 56 or 48 for providers that hand out such networks.",
+            id="newsletter.W020",
+        )
+    ]

@@ -1,4 +1,5 @@
-"""The address of the visitor, for per-client rate limits (sign-up, "send me a link", admin login)."""
+"""The address of the visitor, and the key its per-client rate limits count under (sign-up, "send me a
+link", feedback, admin log-in)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,24 @@ def client_address(request: HttpRequest) -> str:
         return str(ipaddress.ip_address(candidate))
     except ValueError:  # garbage written by a misconfigured proxy: not a bucket anyone can choose freely
         return remote
+
+
+def client_key(request: HttpRequest) -> str:
+    """The rate-limit key of the visitor: its IPv4 address, or its IPv6 network.
+
+    An IPv6 subscriber line gets a whole /64 (often a /56 or /48) and its devices pick new addresses
+    in it at will, so keying on the address hands out a fresh allowance per request. The key is the
+    first address of the NEWSLETTER_IPV6_PREFIX_LENGTH network (a valid address, so django-axes can
+    store it as the client's). IPv4-mapped addresses (::ffff:a.b.c.d) are their IPv4 address.
+    """
+    address = client_address(request)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:  # no REMOTE_ADDR (a test client, a unix socket): one shared key
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped:
+            return str(parsed.ipv4_mapped)
+        prefix = settings.NEWSLETTER_IPV6_PREFIX_LENGTH
+        return str(ipaddress.IPv6Network((parsed, prefix), strict=False).network_address)
+    return str(parsed)

@@ -7,6 +7,13 @@ from django import forms
 from newsletter.models import Subscriber, available_timezones
 from newsletter.selectors import Preferences, preferences_stored
 from newsletter.services.addresses import email_normalize
+from newsletter.services.learning.library_formats import (
+    MAX_BYTES,
+    MAX_ENTRIES,
+    LibraryError,
+    LibraryItem,
+    library_parse,
+)
 from papers.models import Topic
 
 MAX_PAPERS = 30
@@ -98,7 +105,58 @@ class EmailForm(forms.Form):
         return bool(self.cleaned_data.get("website"))
 
 
-class SubscribeForm(EmailForm, PreferencesForm):
+class LibraryForm(forms.Form):
+    """Papers the reader has read (learning.library): pasted, or a BibTeX / RIS export. Read here,
+    so every rejected line is shown next to its field; nothing is imported while any is."""
+
+    library_text = forms.CharField(
+        required=False,
+        # Characters, a bound above the 2 MB limit that library_parse checks in bytes.
+        max_length=MAX_BYTES,
+        label="Papers you have read",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text="One per line: an arXiv id or link (abs or pdf), a DOI, or a title. Papers we have "
+        "count as “More like this”; the others teach your digest what you read.",
+    )
+    library_file = forms.FileField(
+        required=False,
+        label="Or upload your library",
+        widget=forms.ClearableFileInput(attrs={"accept": ".bib,.bibtex,.ris,.txt"}),
+        help_text=f"A BibTeX (.bib) or RIS (.ris) export from Zotero, Mendeley or your reference "
+        f"manager: at most {MAX_ENTRIES} papers and {MAX_BYTES // 1024 // 1024} MB.",
+    )
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        self._library: list[LibraryItem] = []
+        upload = cleaned.get("library_file")
+        sources = [("library_text", cleaned.get("library_text") or "")]
+        if upload:
+            if upload.size > MAX_BYTES:
+                self.add_error("library_file", f"The file is larger than {MAX_BYTES // 1024 // 1024} MB.")
+            else:
+                sources.append(("library_file", upload.read()))
+        for name, data in sources:
+            if not (data.strip() if isinstance(data, str) else data):
+                continue
+            try:
+                parsed = library_parse(data=data)
+            except LibraryError as exc:
+                self.add_error(name, str(exc))
+                continue
+            for rejected in parsed.rejected:
+                self.add_error(name, f"Line {rejected.line}: {rejected.reason}.")
+            self._library.extend(parsed.items)
+        if len(self._library) > MAX_ENTRIES:
+            self.add_error(None, f"{len(self._library)} papers: at most {MAX_ENTRIES} can be added at once.")
+        return cleaned
+
+    def library_items(self) -> list[LibraryItem]:
+        """The entries read, once the form is valid."""
+        return self._library if self.is_valid() else []
+
+
+class SubscribeForm(EmailForm, LibraryForm, PreferencesForm):
     field_order = ["email"]
 
     def __init__(self, *args, **kwargs) -> None:

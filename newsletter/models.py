@@ -209,6 +209,10 @@ class EmailEvent(models.Model):
     timestamp = models.DateTimeField(null=True, blank=True)
     description = models.CharField(max_length=500, blank=True)
     bounce_kind = models.CharField(max_length=16, blank=True)
+    # False for a report of the bounce mailbox that proved no delivery of ours (no valid VERP address,
+    # no Message-ID we sent: services/deliverability/trust.py): kept to be seen, applied to no one,
+    # and not counted by the brake. ESP webhooks (behind basic auth) are trusted.
+    verified = models.BooleanField(default=True)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
@@ -256,12 +260,47 @@ class ReaderModel(models.Model):
     ratings = models.PositiveIntegerField()
     features = models.BinaryField()
     weights = models.BinaryField()
-    # Liked paper ids, latest first: ranking names the closest one ("Like “…”, which you liked").
+    # Liked paper ids, latest first: the reasons name the closest one ("Because you liked “…”").
     liked = models.JSONField(default=list)
+    # The score at which the model alone makes a paper eligible, relative to the scores the model
+    # gives the reader's own positives (learning.reader_model.ELIGIBLE_SHARE).
+    threshold = models.FloatField(default=0.25)
+    # 0..1: how much evidence the model has (likes, dismissals, papers shown and passed over);
+    # ranking's weight of the model grows with it.
+    confidence = models.FloatField(default=1.0)
     fitted_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"{self.subscriber_id} ({self.kind}, {self.ratings} ratings)"
+
+
+class LibraryEntry(models.Model):
+    """A paper of the reader's library (learning.library): pasted as an id, a link or a title, or
+    imported from a BibTeX or RIS export. What it does follows from what we know of it:
+
+    - `paper` set (a paper of the database): a "More like this" Feedback row made at import;
+    - otherwise with an abstract: a positive of the reader model, as a liked paper's text is;
+    - otherwise with a title: part of the interest text ranking matches;
+    - an id alone of a paper we don't have: nothing yet (shown as waiting).
+    """
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="library")
+    # Unique per subscriber: "arxiv:<id>", "doi:<doi>" or "title:<title key>" (learning.library.entry_key).
+    key = models.CharField(max_length=520)
+    arxiv_id = models.CharField(max_length=64, blank=True)
+    doi = models.CharField(max_length=255, blank=True)
+    title = models.CharField(max_length=500, blank=True)
+    abstract = models.TextField(blank=True)
+    paper = models.ForeignKey(Paper, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "key"], name="uniq_library_entry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subscriber_id}: {self.key}"
 
 
 class SendingPause(models.Model):

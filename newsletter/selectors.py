@@ -24,16 +24,24 @@ from newsletter.models import (
     DeliveryItem,
     EmailEvent,
     Feedback,
+    LibraryEntry,
     ReaderModel,
     SendingPause,
     Subscriber,
     Suppression,
 )
-from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, title_keys
+from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, implied_topics, title_keys
 from newsletter.services.ranking import rank
 from newsletter.services.schedule import window_start
 from papers.models import Paper
-from papers.selectors import CandidatePaper, papers_by_ids, papers_candidates, papers_named, topic_names
+from papers.selectors import (
+    CandidatePaper,
+    papers_by_ids,
+    papers_candidates,
+    papers_named,
+    topic_names,
+    topic_texts,
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,16 @@ def preferences_stored(subscriber: Subscriber) -> dict:
     return {name: getattr(subscriber, name) for name in SCALAR_PREFERENCES}
 
 
+def preferences_to_confirm(subscriber: Subscriber) -> Preferences:
+    """What confirming activates: the sign-up set aside on an unsubscribed row, else the row's own."""
+    if subscriber.pending_preferences is not None:
+        # The sign-up's library waits beside them (learning.library; subscriber_subscribe).
+        stored = {k: v for k, v in subscriber.pending_preferences.items() if k != "library"}
+        return Preferences(**{**stored, "topic_ids": tuple(stored["topic_ids"])})
+    topic_ids = tuple(subscriber.topics.order_by("id").values_list("id", flat=True))
+    return Preferences(topic_ids=topic_ids, **preferences_stored(subscriber))
+
+
 def subscribers_due(*, now: datetime) -> list[int]:
     """Ids of confirmed, unsuppressed subscribers whose next digest time has come, in one query."""
     suppressed = Suppression.objects.filter(email=OuterRef("email"))
@@ -74,20 +92,24 @@ def subscribers_due(*, now: datetime) -> list[int]:
     )
 
 
-def reader_models(*, subscriber_ids: Sequence[int]) -> dict[int, tuple[bytes, bytes, list[int]]]:
-    """The stored feedback models of these subscribers: (features, weights, liked ids), one query."""
+def reader_models(
+    *, subscriber_ids: Sequence[int]
+) -> dict[int, tuple[bytes, bytes, list[int], float, float]]:
+    """The stored feedback models of these subscribers, one query: (features, weights, liked ids,
+    threshold, confidence)."""
     rows = ReaderModel.objects.filter(subscriber_id__in=subscriber_ids).values_list(
-        "subscriber_id", "features", "weights", "liked"
+        "subscriber_id", "features", "weights", "liked", "threshold", "confidence"
     )
-    return {subscriber_id: (bytes(f), bytes(w), liked) for subscriber_id, f, w, liked in rows}
+    return {subscriber_id: (bytes(f), bytes(w), liked, t, c) for subscriber_id, f, w, liked, t, c in rows}
 
 
 def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> set[tuple[int, int]]:
-    """(subscriber id, paper id) pairs among these that some earlier digest already carried."""
+    """(subscriber id, paper id) pairs among these that some earlier digest already carried, or that
+    the reader rated (a paper of their library is a like: they have it already). One query."""
+    sent = DeliveryItem.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids)
+    rated = Feedback.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids)
     return set(
-        DeliveryItem.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids).values_list(
-            "subscriber_id", "paper_id"
-        )
+        sent.values_list("subscriber_id", "paper_id").union(rated.values_list("subscriber_id", "paper_id"))
     )
 
 
@@ -102,11 +124,12 @@ def profiles_build(*, subscribers: Sequence[Subscriber], since: Sequence[datetim
         subscriber_id__in=ids
     ).values_list("subscriber_id", "topic_id"):
         topics[subscriber_id].append(topic_id)
+    titles = library_titles(subscriber_ids=ids)
     profiles = [
         Profile(
             subscriber_id=subscriber.pk,
             topic_ids=tuple(sorted(topics[subscriber.pk])),
-            interests=subscriber.interests,
+            interests=interests_with_library(subscriber.interests, titles.get(subscriber.pk, ())),
             excluded_keywords=subscriber.excluded_keywords,
             limit=subscriber.papers_per_digest,
             since=start,
@@ -121,25 +144,32 @@ def profiles_complete(profiles: Sequence[Profile], *, models: bool) -> list[Prof
     """The profiles with the papers their interests name and, with `models`, their fitted models."""
     stored = reader_models(subscriber_ids=[p.subscriber_id for p in profiles]) if models else {}
     keys = [title_keys(p.interests) for p in profiles]
-    liked_ids = {paper_id for _, _, liked in stored.values() for paper_id in liked}
+    liked_ids = {paper_id for _, _, liked, _, _ in stored.values() for paper_id in liked}
     by_key: dict[str, CandidatePaper] = {}
     by_id: dict[int, CandidatePaper] = {}
     if liked_ids or any(keys):
         for key, paper in papers_named(title_keys=[k for ks in keys for k in ks], ids=list(liked_ids)):
             by_key[key] = by_id[paper.id] = paper
+    # One query for the chunk, only when someone has interests.
+    texts = [p.interests if p.interests.strip() else "" for p in profiles]
+    implied = implied_topics(texts, topic_texts()) if any(texts) else [() for _ in profiles]
     result = []
-    for profile, profile_keys in zip(profiles, keys, strict=True):
+    for profile, profile_keys, topics in zip(profiles, keys, implied, strict=True):
         named = {by_key[k].id: by_key[k] for k in profile_keys if k in by_key}
         anchors = tuple(named.values())
         taste = None
         if profile.subscriber_id in stored:
-            features, weights, liked = stored[profile.subscriber_id]
+            features, weights, liked, threshold, confidence = stored[profile.subscriber_id]
             taste = Taste(
                 features=np.frombuffer(features, dtype=np.int32),
                 weights=np.frombuffer(weights, dtype=np.float32),
                 liked=tuple(by_id[i] for i in liked if i in by_id),
+                threshold=threshold,
+                confidence=confidence,
             )
-        result.append(dataclasses.replace(profile, anchors=anchors, taste=taste))
+        # A paper the interests name says far more than a guessed topic.
+        topics = () if anchors else topics
+        result.append(dataclasses.replace(profile, anchors=anchors, taste=taste, implied_topics=topics))
     return result
 
 
@@ -222,7 +252,8 @@ def _isoformat(value: datetime | None) -> str | None:
 def subscriber_export(*, subscriber: Subscriber) -> dict:
     """Everything stored about a subscriber, for the "download my data" button.
 
-    Keep in step with the Subscriber, Delivery, DeliveryItem, Feedback, Suppression and EmailEvent fields
+    Keep in step with the Subscriber, Delivery, DeliveryItem, Feedback, LibraryEntry, Suppression and
+    EmailEvent fields
     (except token_key, the secret behind the links, and ReaderModel, fitted from the feedback listed).
     """
     deliveries = (
@@ -270,6 +301,17 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
             }
             for f in feedback_given(subscriber=subscriber)
         ],
+        "library": [
+            {
+                "arxiv_id": e.arxiv_id,
+                "doi": e.doi,
+                "title": e.title,
+                "abstract": e.abstract,
+                "paper_url": e.paper.url if e.paper else None,
+                "created_at": e.created_at.isoformat(),
+            }
+            for e in library_entries(subscriber=subscriber)
+        ],
         "suppression": (
             {
                 "reason": suppression.reason,
@@ -285,10 +327,64 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
                 "timestamp": _isoformat(e.timestamp),
                 "description": e.description,
                 "bounce_kind": e.bounce_kind,
+                "verified": e.verified,
             }
             for e in events
         ],
     }
+
+
+# --- the reader's library (learning.library) ---
+
+
+def library_entries(*, subscriber: Subscriber) -> list[LibraryEntry]:
+    """The reader's library with the papers we matched, newest first (manage page, export)."""
+    entries = LibraryEntry.objects.filter(subscriber=subscriber).select_related("paper")
+    return list(entries.order_by("-created_at", "-id"))
+
+
+def library_size(*, subscriber: Subscriber) -> int:
+    return LibraryEntry.objects.filter(subscriber=subscriber).count()
+
+
+def library_to_confirm(subscriber: Subscriber) -> list[tuple[str, str, str]]:
+    """(arXiv id, DOI, title) of the library a confirmation activates, sorted: the sign-up's set
+    aside on an unsubscribed row, else the pending row's own entries (tokens bind the link to it)."""
+    if subscriber.pending_preferences is not None:
+        items = subscriber.pending_preferences.get("library", [])
+        return sorted((i["arxiv_id"], i["doi"], i["title"]) for i in items)
+    if subscriber.status != Subscriber.Status.PENDING:
+        return []
+    entries = LibraryEntry.objects.filter(subscriber=subscriber)
+    return sorted(entries.values_list("arxiv_id", "doi", "title"))
+
+
+def library_titles(*, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Titles of the library entries we know nothing else about (not our paper, no abstract): they
+    are interest text. One query for a chunk."""
+    rows = (
+        LibraryEntry.objects.filter(subscriber_id__in=subscriber_ids, paper=None, abstract="")
+        .exclude(title="")
+        .order_by("id")
+        .values_list("subscriber_id", "title")
+    )
+    titles: dict[int, list[str]] = defaultdict(list)
+    for subscriber_id, title in rows:
+        titles[subscriber_id].append(title)
+    return dict(titles)
+
+
+def library_abstracts(*, subscriber_id: int) -> list[tuple[str, str]]:
+    """(title, abstract) of the library entries that are not our papers but have an abstract: the
+    reader model's further positives."""
+    entries = LibraryEntry.objects.filter(subscriber_id=subscriber_id, paper=None).exclude(abstract="")
+    return list(entries.order_by("id").values_list("title", "abstract"))
+
+
+def interests_with_library(interests: str, titles: Sequence[str]) -> str:
+    """The interest text ranking reads: the reader's words, then one library title per line (each
+    line may name a paper once we have it, candidates.title_keys)."""
+    return "\n".join([interests, *titles]).strip() if titles else interests
 
 
 # Gmail's bulk-sender guideline: keep the spam complaint rate below 0.3% (and well below 0.1%).
@@ -304,6 +400,7 @@ class DayStats:
     failed: int = 0
     bounced: int = 0
     complaints: int = 0
+    unverified: int = 0  # bounce-mailbox reports that proved no mail of ours (deliverability/trust.py)
     papers: int = 0  # papers ingested
 
     @property
@@ -349,8 +446,9 @@ def stats_per_day(*, days: int, today: date) -> list[DayStats]:
     confirmed = _count_per_day(Subscriber.objects.all(), "confirmed_at", start)
     unsubscribed = _count_per_day(Subscriber.objects.all(), "unsubscribed_at", start)
     complaints = _count_per_day(
-        EmailEvent.objects.filter(event_type=EventType.COMPLAINED), "received_at", start
+        EmailEvent.objects.filter(event_type=EventType.COMPLAINED, verified=True), "received_at", start
     )
+    unverified = _count_per_day(EmailEvent.objects.filter(verified=False), "received_at", start)
     papers = _count_per_day(Paper.objects.all(), "ingested_at", start)
     out = []
     for offset in range(days):
@@ -361,6 +459,7 @@ def stats_per_day(*, days: int, today: date) -> list[DayStats]:
                 confirmed=confirmed.get(day, {}).get("n", 0),
                 unsubscribed=unsubscribed.get(day, {}).get("n", 0),
                 complaints=complaints.get(day, {}).get("n", 0),
+                unverified=unverified.get(day, {}).get("n", 0),
                 papers=papers.get(day, {}).get("n", 0),
                 **deliveries.get(day, {}),
             )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -23,7 +25,7 @@ def stats(request: HttpRequest) -> HttpResponse:
         day=days[-1].day,
         **{
             name: sum(getattr(d, name) for d in days)
-            for name in ("confirmed", "unsubscribed", "sent", "failed", "bounced", "complaints", "papers")
+            for name in (f.name for f in fields(DayStats) if f.name != "day")
         },
     )
     context = {

@@ -23,6 +23,7 @@ from newsletter.services.deliverability.brake import brake_check
 from newsletter.services.deliverability.events import event_process
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import deliveries_sweep, digests_dispatch_iter
+from newsletter.services.learning.library_formats import LibraryItem
 from newsletter.services.learning.reader_model import reader_model_fit
 from newsletter.services.subscription import (
     Answer,
@@ -98,9 +99,10 @@ def queue_answer_email(answer: Answer) -> None:
 # The sign-up and link forms queue these for every valid post, whatever the address: deciding here,
 # not in the web request, keeps the answer and its timing the same for known and unknown addresses.
 @shared_task(autoretry_for=(OperationalError,), retry_backoff=RETRY_BACKOFF, max_retries=5)
-def handle_signup(email: str, preferences: dict) -> None:
+def handle_signup(email: str, preferences: dict, library: list[dict] | None = None) -> None:
     values = {**preferences, "topic_ids": tuple(preferences.get("topic_ids", ()))}
-    queue_answer_email(subscriber_subscribe(email=email, preferences=Preferences(**values)))
+    items = [LibraryItem(**item) for item in library or ()]
+    queue_answer_email(subscriber_subscribe(email=email, preferences=Preferences(**values), library=items))
 
 
 @shared_task(autoretry_for=(OperationalError,), retry_backoff=RETRY_BACKOFF, max_retries=5)

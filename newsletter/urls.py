@@ -18,6 +18,8 @@ urlpatterns = [
     path("manage/<str:token>/delete/", views.delete, name="delete"),
     path("manage/<str:token>/resubscribe/", views.resubscribe, name="resubscribe"),
     path("manage/<str:token>/feedback/remove/", views.feedback_forget, name="feedback_forget"),
+    path("manage/<str:token>/library/", views.library_add, name="library_add"),
+    path("manage/<str:token>/library/remove/", views.library_remove, name="library_remove"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("digests/<str:token>/", views.digest_view, name="digest"),
     # Keep in step with newsletter.services.tokens.link (Purpose.FEED).

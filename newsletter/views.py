@@ -17,15 +17,26 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from newsletter.client_address import client_address
-from newsletter.forms import PreferencesForm, RequestLinkForm, SubscribeForm
+from newsletter.client_address import client_key
+from newsletter.forms import LibraryForm, PreferencesForm, RequestLinkForm, SubscribeForm
 from newsletter.models import Feedback, Subscriber
-from newsletter.selectors import digest_preview, feedback_choice, feedback_given, subscriber_export
+from newsletter.selectors import (
+    Preferences,
+    digest_preview,
+    feedback_choice,
+    feedback_given,
+    library_entries,
+    library_size,
+    preferences_to_confirm,
+    subscriber_export,
+)
 from newsletter.services.archive import archive_export, digests_archived, feed_url, papers_liked_rows
-from newsletter.services.learning.feedback import feedback_record, feedback_remove
+from newsletter.services.learning.feedback import feedback_record, feedback_remove, like_effect
+from newsletter.services.learning.library import LibraryReport, library_entry_remove, library_import
 from newsletter.services.ratelimit import rate_limit_exceeded
 from newsletter.services.render import PaperRowCache, digest_web_context, paper_card, paper_url
 from newsletter.services.subscription import (
+    awaits_confirmation,
     subscriber_confirm,
     subscriber_delete,
     subscriber_resubscribe,
@@ -34,19 +45,20 @@ from newsletter.services.subscription import (
 )
 from newsletter.services.tokens import (
     Purpose,
+    ascii_id,
     feedback_token_load,
     token_delivery,
     token_make,
     token_subscriber,
 )
 from newsletter.tasks import fit_reader_model, handle_link_request, handle_signup
-from papers.selectors import papers_by_ids
+from papers.selectors import papers_by_ids, topic_names
 
 
 def _too_many(request: HttpRequest, scope: str, limit: int | None = None) -> bool:
     return rate_limit_exceeded(
         scope=scope,
-        key=client_address(request),
+        key=client_key(request),
         limit=limit or settings.NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR,
         window_seconds=3600,
     )
@@ -63,7 +75,7 @@ def invalid_link(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def subscribe(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        form = SubscribeForm(request.POST)
+        form = SubscribeForm(request.POST, request.FILES)
         if form.is_valid():
             if _too_many(request, "signup-ip"):
                 return _rate_limited(request)
@@ -71,7 +83,9 @@ def subscribe(request: HttpRequest) -> HttpResponse:
                 # Decided in the worker: the same answer, in the same time, for new, pending, active,
                 # unsubscribed and suppressed addresses.
                 handle_signup.delay_on_commit(
-                    form.cleaned_data["email"], dataclasses.asdict(form.preferences())
+                    form.cleaned_data["email"],
+                    dataclasses.asdict(form.preferences()),
+                    [dataclasses.asdict(item) for item in form.library_items()],
                 )
             return redirect("newsletter:check_inbox")
     else:
@@ -94,10 +108,39 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     manage_token = token_make(subscriber=subscriber, purpose=Purpose.MANAGE)
     # A GET only shows the button: link scanners in mail systems open every link.
     if request.method == "POST" and subscriber_confirm(subscriber=subscriber):
+        if library_size(subscriber=subscriber):
+            # The sign-up's library (and its likes) takes effect now: fitted in the worker.
+            fit_reader_model.delay_on_commit(subscriber.pk)
         messages.success(request, "You are subscribed. Your first digest is on its way at the time below.")
         return redirect("newsletter:manage", token=manage_token)
-    context = {"subscriber": subscriber, "manage_token": manage_token}
+    awaiting = awaits_confirmation(subscriber)
+    context = {
+        "subscriber": subscriber,
+        "manage_token": manage_token,
+        "awaiting": awaiting,
+        # Shown before the button: what this click turns on (tokens bind the link to it).
+        "activates": _preferences_shown(preferences_to_confirm(subscriber)) if awaiting else None,
+    }
     return render(request, "newsletter/confirm.html", context)
+
+
+def _preferences_shown(preferences: Preferences) -> dict[str, object]:
+    """The preferences a confirmation activates, as the page names them."""
+    names = topic_names()
+    return {
+        "topics": [names[t] for t in preferences.topic_ids if t in names],
+        "interests": preferences.interests,
+        "excluded_keywords": preferences.excluded_keywords,
+        "followed_authors": preferences.followed_authors,
+        "frequency": Subscriber.Frequency(preferences.frequency).label,
+        "weekday": Subscriber.Weekday(preferences.weekday).label
+        if preferences.frequency == Subscriber.Frequency.WEEKLY
+        else "",
+        "send_hour": preferences.send_hour,
+        "timezone": preferences.timezone,
+        "papers_per_digest": preferences.papers_per_digest,
+        "email_format": Subscriber.Format(preferences.email_format).label,
+    }
 
 
 @require_http_methods(["GET", "POST"])
@@ -159,6 +202,8 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
             digest_preview(subscriber=subscriber, now=timezone.now()), subscriber=subscriber
         ),
         "feedback": [(mark, paper_url(mark.paper)) for mark in feedback_given(subscriber=subscriber)],
+        "library": library_entries(subscriber=subscriber),
+        "library_form": LibraryForm(),
         "unsubscribe_token": token_make(subscriber=subscriber, purpose=Purpose.UNSUBSCRIBE),
     }
     return render(request, "newsletter/manage.html", context)
@@ -182,11 +227,62 @@ def feedback_forget(request: HttpRequest, token: str) -> HttpResponse:
     subscriber = _manage_subscriber(token)
     if subscriber is None:
         return invalid_link(request)
-    paper_id = request.POST.get("paper", "")
-    if paper_id.isdigit() and feedback_remove(subscriber=subscriber, paper_id=int(paper_id)):
+    paper_id = ascii_id(request.POST.get("paper", ""))
+    if paper_id is not None and feedback_remove(subscriber=subscriber, paper_id=paper_id):
         fit_reader_model.delay_on_commit(subscriber.pk)
         messages.success(request, "Removed. Your next digests no longer learn from that paper.")
     return redirect("newsletter:manage", token=token)
+
+
+# --- the reader's library (learning.library): add from a paste or an export, remove an entry ---
+
+
+def _library_summary(report: LibraryReport) -> str:
+    parts = [
+        (report.liked, "papers we have, now liked"),
+        (report.abstracts, "with an abstract your digest learns from"),
+        (report.titles, "titles added to your interests"),
+        (report.waiting, "not in our database yet"),
+        (report.skipped, "already in your library"),
+    ]
+    counts = "; ".join(f"{count} {label}" for count, label in parts if count)
+    return f"Added {report.added} papers to your library ({counts})." if counts else "Nothing to add."
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def library_add(request: HttpRequest, token: str) -> HttpResponse:
+    """The manage page's "Add to your library"; its own page when the input has errors."""
+    subscriber = _manage_subscriber(token)
+    if subscriber is None or subscriber.status != Subscriber.Status.ACTIVE:
+        return invalid_link(request)
+    form = LibraryForm()
+    if request.method == "POST":
+        form = LibraryForm(request.POST, request.FILES)
+        if form.is_valid():
+            # Each import queues a model fit: one address may not flood the workers.
+            if _too_many(request, "library-ip", settings.NEWSLETTER_FEEDBACK_PER_IP_PER_HOUR):
+                return _rate_limited(request)
+            report = library_import(subscriber=subscriber, items=form.library_items())
+            if report.added:
+                fit_reader_model.delay_on_commit(subscriber.pk)
+            messages.success(request, _library_summary(report))
+            return redirect(reverse("newsletter:manage", args=[token]) + "#library")
+    context = {"library_form": form, "token": token, "subscriber": subscriber}
+    return render(request, "newsletter/library.html", context)
+
+
+@never_cache
+@require_http_methods(["POST"])
+def library_remove(request: HttpRequest, token: str) -> HttpResponse:
+    subscriber = _manage_subscriber(token)
+    if subscriber is None:
+        return invalid_link(request)
+    entry_id = request.POST.get("entry", "")
+    if entry_id.isdigit() and library_entry_remove(subscriber=subscriber, entry_id=int(entry_id)):
+        fit_reader_model.delay_on_commit(subscriber.pk)
+        messages.success(request, "Removed from your library. Your next digests no longer learn from it.")
+    return redirect(reverse("newsletter:manage", args=[token]) + "#library")
 
 
 @never_cache
@@ -295,12 +391,6 @@ def digest_view(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "newsletter/digest.html", digest_web_context(delivery=delivery))
 
 
-FEEDBACK_SAVED = {
-    Feedback.Choice.MORE: "Saved: your digests will bring more papers like this one.",
-    Feedback.Choice.LESS: "Saved: your digests will bring fewer papers like this one.",
-}
-
-
 @never_cache
 @require_http_methods(["GET", "POST"])
 def feedback(request: HttpRequest, token: str, choice: str) -> HttpResponse:
@@ -322,14 +412,17 @@ def feedback(request: HttpRequest, token: str, choice: str) -> HttpResponse:
             messages.success(request, "Undone: this paper no longer counts.")
         else:
             feedback_record(subscriber=subscriber, paper_id=paper_id, choice=choice)
-            messages.success(request, FEEDBACK_SAVED[choice])
+            messages.success(request, "Saved.")  # the page then says what it changed (like_effect)
         fit_reader_model.delay_on_commit(subscriber.pk)
         return redirect("newsletter:feedback", token=token, choice=choice)
+    current = feedback_choice(subscriber=subscriber, paper_id=paper_id)
+    liked = current == choice == Feedback.Choice.MORE
     context = {
         "item": paper_card(paper=papers[0]),
         "choice": choice,
         "choice_label": Feedback.Choice(choice).label,
-        "current": feedback_choice(subscriber=subscriber, paper_id=paper_id),
+        "current": current,
+        "effect": like_effect(subscriber=subscriber, paper=papers[0], now=timezone.now()) if liked else None,
         "manage_url": reverse(
             "newsletter:manage", args=[token_make(subscriber=subscriber, purpose=Purpose.MANAGE)]
         ),

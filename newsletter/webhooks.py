@@ -4,6 +4,7 @@ not configured for a 404, never a 500. Inbound-mail webhooks are not mounted: no
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 
@@ -25,6 +26,12 @@ logger = logging.getLogger(__name__)
 # What anymail's parsers raise on a body that is not the ESP's JSON or form shape, including JSON
 # nested deeper than the parser's recursion limit and timestamps beyond the platform's time_t.
 MALFORMED = (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OverflowError)
+
+
+def _timestamp_overflow(exc: OSError) -> bool:
+    """datetime.fromtimestamp() raises OSError(EOVERFLOW) for a timestamp past the C library's range
+    (e.g. 10**17 s). Any other OSError is ours (disk, network): a 500, so the ESP retries the post."""
+    return exc.errno == errno.EOVERFLOW
 
 
 def _needs_secret(view) -> bool:
@@ -55,11 +62,19 @@ def guard(view):
             return HttpResponseNotFound(
                 "No webhook for this ESP is configured here.\n", content_type="text/plain"
             )
+        except OSError as exc:
+            if not _timestamp_overflow(exc):
+                raise
+            return _malformed(request, exc)
         except MALFORMED as exc:
-            logger.warning("malformed ESP webhook on %s: %s", request.path, type(exc).__name__)
-            return HttpResponseBadRequest("Malformed webhook payload.\n", content_type="text/plain")
+            return _malformed(request, exc)
 
     return guarded
+
+
+def _malformed(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.warning("malformed ESP webhook on %s: %s", request.path, type(exc).__name__)
+    return HttpResponseBadRequest("Malformed webhook payload.\n", content_type="text/plain")
 
 
 def guarded_anymail_urlpatterns() -> list[URLPattern]:

@@ -87,6 +87,16 @@ def topic_names() -> dict[int, str]:
     return dict(Topic.objects.values_list("id", "name"))
 
 
+def topic_texts() -> dict[int, str]:
+    """Each topic's name, description and keywords: the text a reader's interests are compared with."""
+    return {
+        topic_id: f"{name}. {description}. {keywords}"
+        for topic_id, name, description, keywords in Topic.objects.values_list(
+            "id", "name", "description", "keywords"
+        )
+    }
+
+
 def feeds_due() -> list[int]:
     """Ids of enabled feeds never fetched or whose interval has passed."""
     interval = ExpressionWrapper(F("interval_minutes") * timedelta(minutes=1), output_field=DurationField())

@@ -198,7 +198,9 @@ class _Handler:
 
 class DovecotServer:
     """A throwaway Dovecot IMAP server on a free port of 127.0.0.1 (Debian's dovecot-imapd), any user
-    name with password `password`, mail in Maildirs under a temporary directory.
+    name with password `password`, mail in Maildirs under a temporary directory. `host` listens on
+    another address of this machine; `certificate` (a PEM file holding the certificate and its key)
+    offers STARTTLS.
 
     Its own configuration, sockets, state and log: it touches nothing of a system Dovecot. Run as
     root, its login and mail processes take the package's unprivileged users (Dovecot refuses to run
@@ -208,9 +210,10 @@ class DovecotServer:
     BINARY = "/usr/sbin/dovecot"
     password = "password"
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", certificate: Path | None = None) -> None:
         self.port = free_port()
-        self.host = "127.0.0.1"
+        self.host = host
+        self.certificate = certificate
         self.root = Path(tempfile.mkdtemp(prefix="dovecot-test-"))
         self.process: subprocess.Popen | None = None
 
@@ -229,14 +232,19 @@ class DovecotServer:
         mail.mkdir()
         os.chown(mail, uid, gid)
         self.root.chmod(0o755)  # the mail processes' user must reach mail/
+        tls = (
+            f"ssl = yes\nssl_cert = <{self.certificate}\nssl_key = <{self.certificate}"
+            if self.certificate
+            else "ssl = no"
+        )
         return f"""
 base_dir = {self.root}/run
 state_dir = {self.root}/state
 log_path = {self.root}/dovecot.log
 instance_name = test-{self.port}
 protocols = imap
-listen = 127.0.0.1
-ssl = no
+listen = {self.host}
+{tls}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal}
@@ -259,7 +267,7 @@ userdb {{
 service imap-login {{
   chroot =
   inet_listener imap {{
-    address = 127.0.0.1
+    address = {self.host}
     port = {self.port}
   }}
   inet_listener imaps {{

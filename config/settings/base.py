@@ -47,9 +47,10 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-# django-axes checks for a lockout before any password is compared.
+# django-axes checks for a lockout before any password is compared, then the per-username delay.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
+    "newsletter.admin_login.UsernameDelayBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 
@@ -188,8 +189,9 @@ NEWSLETTER_WARMUP = int(env("NEWSLETTER_WARMUP", default="") or 0) or None
 # VERP: digests go out with the envelope sender bounces+<signed token>@<domain> of this address
 # (e.g. "bounces@digest.example.org"), so a bounce names its subscriber. Empty = DEFAULT_FROM_EMAIL.
 NEWSLETTER_BOUNCE_ADDRESS = env("NEWSLETTER_BOUNCE_ADDRESS", default="")
-# The mailbox the bounces arrive in: imaps://user:pass@host[:993][/FOLDER], imap://... (STARTTLS is
-# not attempted: use it only on localhost), or maildir:///path. Read by beat every few minutes.
+# The mailbox the bounces arrive in: imaps://user:pass@host[:993][/FOLDER], imap://... (plain on
+# loopback only; to another host the password is sent only after STARTTLS with a valid certificate),
+# or maildir:///path. Read by beat every few minutes.
 NEWSLETTER_BOUNCE_MAILBOX = env("NEWSLETTER_BOUNCE_MAILBOX", default="")
 NEWSLETTER_BOUNCE_CHECK_MINUTES = env.int("NEWSLETTER_BOUNCE_CHECK_MINUTES", default=5)
 # The brake: sending pauses when, since the last resume, the spam complaint rate of 7 days passes the
@@ -296,21 +298,35 @@ NEWSLETTER_FEEDBACK_PER_IP_PER_HOUR = env.int("NEWSLETTER_FEEDBACK_PER_IP_PER_HO
 NEWSLETTER_TRUSTED_PROXIES = env.int("NEWSLETTER_TRUSTED_PROXIES", default=0)
 if NEWSLETTER_TRUSTED_PROXIES < 0:
     raise ImproperlyConfigured("NEWSLETTER_TRUSTED_PROXIES must be 0 or more")
+# IPv6 visitors are limited per network of this prefix length (newsletter.client_address.client_key):
+# a subscriber line gets at least a /64 and rotates addresses inside it. 48 or 56 is stricter (some
+# ISPs hand out /56 or /48), 128 would count each address apart. `check --deploy` flags <32 or >64.
+NEWSLETTER_IPV6_PREFIX_LENGTH = env.int("NEWSLETTER_IPV6_PREFIX_LENGTH", default=64)
+if not 0 <= NEWSLETTER_IPV6_PREFIX_LENGTH <= 128:
+    raise ImproperlyConfigured("NEWSLETTER_IPV6_PREFIX_LENGTH must be between 0 and 128")
 
 # Admin log-in throttling (django-axes): after AXES_FAILURE_LIMIT wrong passwords from one client address
-# (behind proxies: newsletter.client_address), that address waits AXES_COOLOFF_TIME. Keyed on the address,
-# not the username, so a stranger cannot lock the operators out. Attempts live in the database (visible
-# in the admin; `manage.py axes_reset` lifts a lockout), which every web process shares.
+# (behind proxies: newsletter.client_address; IPv6: its /64), that address waits AXES_COOLOFF_TIME. Keyed
+# on the address, not the username, so a stranger cannot lock the operators out. Attempts live in the
+# database (visible in the admin; `manage.py axes_reset` lifts a lockout), which every web process shares.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["ip_address"]
-AXES_CLIENT_IP_CALLABLE = "newsletter.client_address.client_address"
+# The rate-limit key: an IPv6 client is its /64 (NEWSLETTER_IPV6_PREFIX_LENGTH), not one address of it.
+AXES_CLIENT_IP_CALLABLE = "newsletter.client_address.client_key"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
 # Successful log-ins are not worth a row each; failures are what the admin lists.
 AXES_DISABLE_ACCESS_LOG = True
 # Quiet start-up, and log lines that name the client address only, never the username tried.
 AXES_VERBOSE = False
+# Per username, whatever the network (newsletter.services.login_throttle): after this many failures
+# each attempt waits 1, 2, 4, ... seconds after the last failure, at most the maximum; never a lock,
+# and networks the user logged in from recently do not wait.
+NEWSLETTER_LOGIN_FREE_FAILURES = env.int("NEWSLETTER_LOGIN_FREE_FAILURES", default=10)
+NEWSLETTER_LOGIN_MAX_DELAY_SECONDS = env.int("NEWSLETTER_LOGIN_MAX_DELAY_SECONDS", default=300)
+# An attempt refused for that delay is not counted against the client's address by django-axes.
+AXES_WHITELIST_CALLABLE = "newsletter.admin_login.refused_early"
 
 LOGGING = {
     "version": 1,

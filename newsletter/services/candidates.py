@@ -37,6 +37,7 @@ POPULARITY_FULL = 500
 RECENCY_DAYS = 14.0
 MAX_PHRASE_WORDS = 4
 TITLE_MIN_WORDS = 3  # an interest part this long may be a paper's title
+IMPLIED_MIN = 0.5  # of the closest topic's cosine: topics less close are not implied
 
 _PHRASE_SPLIT = re.compile(r"[,;\n]+")  # also splits the followed authors
 _TITLE_SPLIT = re.compile(r"[;\n]+")
@@ -50,6 +51,8 @@ class Taste:
     features: np.ndarray  # int32 feature columns
     weights: np.ndarray  # float32, aligned with `features`
     liked: tuple[CandidatePaper, ...] = ()
+    threshold: float = 0.25  # the score at which the model alone makes a paper eligible
+    confidence: float = 1.0  # 0..1, how much evidence the model has: its weight in ranking
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Profile:
     anchors: tuple[CandidatePaper, ...] = ()  # papers the interests name by title (`title_keys`)
     taste: Taste | None = None
     followed_authors: str = ""
+    # Topics the interests' text is close to, (topic id, 0..1 relative closeness): `implied_topics`.
+    implied_topics: tuple[tuple[int, float], ...] = ()
 
     @property
     def followed(self) -> frozenset[str]:
@@ -292,3 +297,29 @@ def _counts(entries: Sequence[PaperFeatures]) -> sparse.csr_matrix:
     data = np.concatenate([f.data for f in entries] or [np.zeros(0, np.float32)])
     indices = np.concatenate([f.indices for f in entries] or [np.zeros(0, np.int32)])
     return sparse.csr_matrix((data, indices, indptr), shape=(len(entries), N_FEATURES))
+
+
+_topic_vectors: dict[tuple, tuple[list[int], sparse.csr_matrix]] = {}
+
+
+def implied_topics(
+    interests: Sequence[str], topics: Mapping[int, str]
+) -> list[tuple[tuple[int, float], ...]]:
+    """The topics each interest text is closest to (cosine with the topic's name, description and
+    keywords), relative to the closest: a reader of "video-language models" gets papers of the
+    multimodal topic a little higher. Depends on the text and the topics only, never on the pool."""
+    key = tuple(sorted(topics.items()))
+    if key not in _topic_vectors:
+        _topic_vectors.clear()  # the topics changed (an operator edited one): one entry is enough
+        ids = [topic_id for topic_id, _ in key]
+        _topic_vectors[key] = (ids, tfidf(feature_counts([text for _, text in key])) if key else None)
+    ids, vectors = _topic_vectors[key]
+    if vectors is None:
+        return [() for _ in interests]
+    affinity = (tfidf(feature_counts(list(interests))) @ vectors.T).toarray()
+    result = []
+    for row in affinity:
+        best = row.max()
+        columns = np.flatnonzero(row >= IMPLIED_MIN * best) if best > 0 else []
+        result.append(tuple((ids[c], round(float(row[c] / best), 4)) for c in columns))
+    return result

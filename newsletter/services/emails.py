@@ -28,7 +28,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from premailer import Premailer
 
-from newsletter.services.deliverability.verp import verp_address
+from newsletter.services.deliverability.verp import message_id_make, verp_address
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +171,17 @@ def build_email(
     bounce_id: int | None = None,
 ) -> ListEmail:
     """Render and assemble one email. `unsubscribe_url` marks it as list mail (digests); `bounce_id`
-    (the subscriber's id) gives it a VERP envelope sender when NEWSLETTER_BOUNCE_ADDRESS is set."""
+    (the subscriber's id) gives it a VERP envelope sender when NEWSLETTER_BOUNCE_ADDRESS is set, and a
+    Message-ID signed for that subscriber (both prove a bounce or complaint: deliverability/trust.py)."""
     if rendered is None:
         rendered = render_email(template_prefix, context, html=html)
+    message_id = (
+        make_msgid(idstring=template_prefix, domain=site_domain())
+        if bounce_id is None
+        else message_id_make(subscriber_id=bounce_id, prefix=template_prefix, domain=site_domain())
+    )
     headers = {
-        "Message-ID": make_msgid(idstring=template_prefix, domain=site_domain()),
+        "Message-ID": message_id,
         "List-Id": settings.NEWSLETTER_LIST_ID,
         # Keeps vacation responders and the like from answering the digest.
         "Auto-Submitted": "auto-generated",

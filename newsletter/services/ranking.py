@@ -4,12 +4,15 @@ For s subscribers and p candidate papers every signal is an s x p matrix:
 
     relevance = 3.0 * topics        (sum of PaperTopic.score over the chosen topics, 1 = 0.5+)
               + 4.0 * similarity    (TF-IDF cosine of the interest query and title+abstract, 1 = `full`;
-                                     1.0 instead of 4.0 once the subscriber has a fitted model, which
-                                     holds the interests as its first positive)
+                                     going down to 1.0 as a fitted model's confidence c grows, as
+                                     the model holds the interests as its first positive)
               + 2.0 * keyword hits  (interest phrases found in the paper, 1 = three or more)
-              + 24  * learned       (the subscriber's fitted feedback model, learning.reader_model,
+              + 1.0 * (1 - c) * implied topics (the topics the interests' text is closest to,
+                                     candidates.implied_topics; not when the interests name a paper)
+              + 24 * c * learned    (the subscriber's fitted feedback model, learning.reader_model,
                                      scaled so the strongest rated paper is 1: typically 0.1 to 0.4 for
-                                     papers like the liked ones, negative near the dismissed ones)
+                                     papers like the liked ones, negative near the dismissed ones;
+                                     c = its confidence, 0..1, growing with its evidence)
     score     = relevance + 0.5 * popularity (log upvotes/stars, 1 = 500+) + 0.25 * recency
               + 100 * followed      (a paper by an author the subscriber follows: always first)
 
@@ -20,9 +23,12 @@ a title or a whole paper, and the similarity needed to be relevant is a fifth of
 
 A paper is eligible when it is in the subscriber's window, not excluded by their keywords, never sent
 to them before, not a paper their interests name, and relevant (any topic, keyword, real similarity,
-liking by their model, or an author they follow) unless they chose nothing, in which case they get
-what is trending. Papers by followed authors take the first places of the digest (within its size);
-excluded keywords still win over them, as "never" is the reader's own word. The
+a model score above the model's own threshold, or an author they follow) unless they chose nothing,
+in which case they get what is trending. Below that, a paper with positive evidence (any shared
+term with the interests, or a positive model score) is a reserve, ranked after all relevant papers:
+a digest is not cut short while such papers remain. Papers by followed authors take the first
+places of the digest (within its size); excluded keywords still win over them, as "never" is the
+reader's own word. The
 per-paper work (vectors, topic matrix, popularity) is done once per chunk in `CandidatePool`; per
 subscriber there is only a row of each matrix, and the fitted models of a chunk are one sparse matrix.
 
@@ -56,6 +62,9 @@ from papers.services.text import (
 WEIGHT_TOPIC = 3.0
 WEIGHT_SIMILARITY = 4.0
 WEIGHT_KEYWORD = 2.0
+# Topics the interests' text is close to (candidates.implied_topics); a guess the model replaces as
+# its evidence grows.
+WEIGHT_IMPLIED_TOPIC = 1.0
 WEIGHT_LEARNED = 24.0
 WEIGHT_SIMILARITY_LEARNED = 1.0  # instead of WEIGHT_SIMILARITY once a model is fitted
 WEIGHT_POPULARITY = 0.5
@@ -68,7 +77,7 @@ SIMILARITY_FULL = 0.25
 SIMILARITY_FULL_LONG = 0.1
 SIMILARITY_FULL_FEATURES = 3  # a two-word interest has 3 features (two words, one bigram)
 SIMILARITY_MIN = 0.2  # of `full`: below this, similarity alone does not make a paper relevant
-LEARNED_MIN = 0.25  # the model's score at which being liked alone makes a paper relevant
+WEIGHT_RESERVE = 1000.0  # subtracted for ordering only: a reserve paper comes after every relevant one
 
 
 def _tastes(profiles: Sequence[Profile]) -> sparse.csr_matrix:
@@ -98,6 +107,18 @@ def rank(
         shape=(s, pool.topics.shape[1]),
     )
     topic_strength = np.asarray((chosen_topics @ pool.topics.T).todense())
+    implied = [
+        (i, pool.topic_column.get(t), w) for i, pr in enumerate(profiles) for t, w in pr.implied_topics
+    ]
+    implied = [(i, c, w) for i, c, w in implied if c is not None]
+    implied_topics = sparse.csr_matrix(
+        (
+            np.array([w for *_, w in implied], dtype=np.float32),
+            ([i for i, _, _ in implied], [c for _, c, _ in implied]),
+        ),
+        shape=(s, pool.topics.shape[1]),
+    )
+    implied_strength = np.asarray((implied_topics @ pool.topics.T).todense())
     queries = interest_queries([pr.interests for pr in profiles], [pr.anchors for pr in profiles])
     similarity = np.asarray((queries @ pool.vectors_t).todense())
     query_features = np.diff(queries.indptr).astype(np.float64)
@@ -112,30 +133,47 @@ def rank(
     excluded = PhraseHits([pr.excluded for pr in profiles], pool).counts > 0
 
     similar = similarity >= SIMILARITY_MIN * full
-    # A fitted model has the interests as its first positive: it takes over most of their weight.
-    similarity_weight = np.array(
-        [WEIGHT_SIMILARITY_LEARNED if pr.taste else WEIGHT_SIMILARITY for pr in profiles]
-    )[:, None]
-    relevance = (
-        WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0)
-        + similarity_weight * np.minimum(similarity / full, 1.0) * similar
-        + WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0
-    )
+    # A fitted model has the interests as its first positive: as its evidence grows it takes over
+    # most of their weight, and its own weight grows from nothing to WEIGHT_LEARNED.
+    confidence = np.array([pr.taste.confidence if pr.taste else 0.0 for pr in profiles])[:, None]
+    similarity_weight = WEIGHT_SIMILARITY - (WEIGHT_SIMILARITY - WEIGHT_SIMILARITY_LEARNED) * confidence
+    # The score's weighted terms by name: the reasons credit the one that carries a pick. Similarity
+    # below SIMILARITY_MIN still counts in the score (it is continuous), it only does not make a
+    # paper relevant on its own.
+    terms = {
+        "topics": WEIGHT_TOPIC * np.minimum(topic_strength / TOPIC_FULL, 1.0),
+        "similarity": similarity_weight * np.minimum(similarity / full, 1.0) * similar,
+        "keywords": WEIGHT_KEYWORD * np.minimum(keyword_hits, 3.0) / 3.0,
+        "implied_topics": WEIGHT_IMPLIED_TOPIC
+        * (1.0 - confidence)
+        * np.minimum(implied_strength / TOPIC_FULL, 1.0),
+        "learned": WEIGHT_LEARNED * confidence * learned,  # reasons.LEARNED
+        "popularity": np.broadcast_to(WEIGHT_POPULARITY * pool.popularity, (s, len(pool))),
+        "recency": np.broadcast_to(WEIGHT_RECENCY * pool.recency, (s, len(pool))),
+    }
+    relevance = terms["topics"] + terms["similarity"] + terms["keywords"] + terms["implied_topics"]
     followed = _followed(profiles, pool)
     has_preferences = np.array(
         [bool(pr.topic_ids or pr.interests.strip() or pr.taste or pr.followed) for pr in profiles]
     )
-    relevant = (relevance > 0) | (learned >= LEARNED_MIN) | followed | ~has_preferences[:, None]
+    # The model's eligibility threshold is relative to the scores it gives the reader's own
+    # positives (learning.reader_model). Below it, a paper with some positive evidence (the model
+    # likes it, or it shares a term with the interests) is a reserve: ranked after every paper
+    # relevant on its own, so a digest is not cut short while such unseen papers remain.
+    threshold = np.array([pr.taste.threshold if pr.taste else np.inf for pr in profiles])[:, None]
+    relevant = (
+        (topic_strength > 0)
+        | similar
+        | (keyword_hits > 0)
+        | (learned >= threshold)
+        | followed
+        | ~has_preferences[:, None]
+    )
+    reserve = ~relevant & ((learned > 0) | (similarity > 0))
     since = np.array([pr.since.timestamp() for pr in profiles], dtype=np.float64)
     in_window = pool.ingested[None, :] > since[:, None]
-    score = (
-        relevance
-        + WEIGHT_LEARNED * learned
-        + WEIGHT_POPULARITY * pool.popularity[None, :]
-        + WEIGHT_RECENCY * pool.recency[None, :]
-        + WEIGHT_FOLLOWED * followed
-    )
-    eligible = relevant & in_window & ~excluded
+    score = relevance + terms["learned"] + terms["popularity"] + terms["recency"] + WEIGHT_FOLLOWED * followed
+    eligible = (relevant | reserve) & in_window & ~excluded
     col_of = {paper.id: j for j, paper in enumerate(pool.papers)}
     for i, pr in enumerate(profiles):
         # A paper the interests name is what they already know; its neighbours are the point.
@@ -150,6 +188,8 @@ def rank(
             if paper_id in col_of:
                 eligible[rows_of.get(subscriber_id, []), col_of[paper_id]] = False
     score = np.where(eligible, score, -np.inf)
+    # Reserve papers in order of their faint similarity to the interests, then of the score.
+    ordering = np.where(reserve, score - WEIGHT_RESERVE + similarity_weight * similarity / full, score)
 
     results = []
     paper_ids = np.array([paper.id for paper in pool.papers])
@@ -158,11 +198,12 @@ def rank(
     anchor_cosines, anchor_at = _pool_cosines([pr.anchors for pr in profiles], pool)
     liked_cosines, liked_at = _pool_cosines([pr.taste.liked if pr.taste else () for pr in profiles], pool)
     for i, profile in enumerate(profiles):
-        top = _top(score[i], paper_ids, profile.limit)
+        top = _top(ordering[i], paper_ids, profile.limit)
         start, end = queries.indptr[i], queries.indptr[i + 1]
         evidence = Evidence(
+            terms={name: term[i] for name, term in terms.items()},
             similarity=similarity[i] / full[i, 0],
-            learned=learned[i],
+            cosine=similarity[i],
             query=dict(
                 zip(queries.indices[start:end].tolist(), queries.data[start:end].tolist(), strict=True)
             ),

@@ -3,10 +3,17 @@
 Computed for the picks only, from what `ranking.rank` measured: each reason names what really put
 the paper there (a topic, a phrase, the words that carried the similarity, the paper the interests
 name, a paper the reader liked), never a vague "matches your interests".
+
+Phrase reasons quote the reader's own words (`written_terms`): a phrase they wrote or a word of it,
+never a gram the text model made ("text speech" from "text to speech"), and no word twice in one
+paper's reasons. A like is credited ("Because you liked “…”") when the learned term carries the largest
+share of the pick's score and the model's pull on the pick comes from the liked papers at least as much
+as from the interests, which the model also holds as a positive (learning.reader_model).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,37 +21,47 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from papers.services.records import author_key
-from papers.services.text import content_tokens, features, gram_columns
+from papers.services.text import content_spans, content_tokens, gram_columns
 
 if TYPE_CHECKING:
     from newsletter.services.candidates import CandidatePool, PhraseHits, Profile
 
 SIMILARITY_REASON = 0.3  # of the full cosine: below this, similarity is not worth naming
-LEARNED_REASON = 0.35  # the model's score at which the closest liked paper is named
-LIKED_REASON_SIMILARITY = 0.03  # and the pick must be at least this close to that paper
+LIKED_REASON_SIMILARITY = 0.03  # a liked paper is named only if the pick is at least this close to it
+LEARNED = "learned"  # the name of the fitted model's term in Evidence.terms (ranking.rank)
 TERMS_SHOWN = 3
 TRENDING_UPVOTES = 20
 TRENDING_STARS = 100
+# What may stand between two words the reader wrote for them to be quoted as one phrase: "text to
+# speech" and "recognition, text" are no pairs, "video-language" is.
+_SIDE_BY_SIDE = re.compile(r"[ \t]+|[ \t]*-[ \t]*")
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """One subscriber's row of rank()'s signals."""
+    """One subscriber's row of rank()'s signals. `terms` are the score's weighted terms by name (with
+    the followed-author bonus they sum to the score); the fitted model's is named LEARNED."""
 
+    terms: dict[str, np.ndarray]  # per pool paper
     similarity: np.ndarray  # cosine / full cosine, per pool paper
-    learned: np.ndarray  # the fitted model's score, per pool paper
+    cosine: np.ndarray  # the interest query's cosine, per pool paper
     query: dict[int, float]  # the interest query's weight per feature column
     anchors: np.ndarray | None  # cosines of profile.anchors (rows) with every pool paper
     liked: np.ndarray | None  # cosines of profile.taste.liked (rows) with every pool paper
+
+
+def because_you_liked(title: str) -> str:
+    """The reason that credits a like; the feedback page looks for it in the preview."""
+    return f"Because you liked “{title}”"
 
 
 def reasons_for(
     profile: Profile, pool: CandidatePool, top: Sequence[int], evidence: Evidence, keywords: PhraseHits
 ) -> list[tuple[str, ...]]:
     anchor_cosines = evidence.anchors[:, top] if evidence.anchors is not None else None
-    liked_cosines = evidence.liked[:, top] if evidence.liked is not None else None
+    credited = _credited_likes(profile, pool, top, evidence)
     phrases = profile.phrases
-    grams = _query_grams(profile.interests, evidence.query)
+    written = _query_terms(profile.interests, evidence.query)
     followed = profile.followed
     result = []
     for k, index in enumerate(top):
@@ -54,6 +71,8 @@ def reasons_for(
             names = [name for name in paper.authors if author_key(name) in followed]
             if names:
                 reasons.append(f"By {' and '.join(names[:2])}, whom you follow")
+        if credited[k] >= 0:
+            reasons.append(because_you_liked(profile.taste.liked[credited[k]].title))
         strength = dict(zip(paper.topic_ids, paper.topic_scores, strict=True))
         shared = sorted(
             (t for t in paper.topic_ids if t in profile.topic_ids and t in pool.topic_names),
@@ -62,7 +81,7 @@ def reasons_for(
         if shared:
             names = ", ".join(pool.topic_names[t] for t in shared[:3])
             reasons.append("Matches your topic" + ("s" if len(shared) > 1 else "") + ": " + names)
-        found = keywords.found(phrases, index)
+        found = _distinct(keywords.found(phrases, index))
         if found:
             reasons.append("Mentions " + ", ".join(f"“{p}”" for p in found[:3]))
         if evidence.similarity[index] >= SIMILARITY_REASON:
@@ -70,16 +89,9 @@ def reasons_for(
                 closest = profile.anchors[int(np.argmax(anchor_cosines[:, k]))]
                 reasons.append(f"Similar to “{closest.title}”")
             else:
-                terms = _shared_terms(grams, pool, index, found)
+                terms = _shared_terms(written, pool, index, found)
                 if terms:
                     reasons.append("Matches your interest in " + ", ".join(f"“{t}”" for t in terms))
-        if (
-            liked_cosines is not None
-            and evidence.learned[index] >= LEARNED_REASON
-            and liked_cosines[:, k].max() >= LIKED_REASON_SIMILARITY
-        ):
-            liked = profile.taste.liked[int(np.argmax(liked_cosines[:, k]))]
-            reasons.append(f"Like “{liked.title}”, which you liked")
         if (paper.upvotes or 0) >= TRENDING_UPVOTES:
             reasons.append(f"Trending: {paper.upvotes:,} upvotes")
         if (paper.github_stars or 0) >= TRENDING_STARS:
@@ -91,48 +103,98 @@ def reasons_for(
     return result
 
 
-@dataclass(frozen=True)
-class QueryGrams:
-    """The interests' grams that carry weight in the query, with their feature columns and weights:
-    once per subscriber, not per paper."""
+def _credited_likes(
+    profile: Profile, pool: CandidatePool, top: Sequence[int], evidence: Evidence
+) -> np.ndarray:
+    """Per pick, the row of the liked paper its reason names (the closest one), or -1 when no like
+    carries it. The model holds the interests as a positive too (a Rocchio centroid sums the query's
+    and the liked papers' cosines), so a pick it likes for the interests' sake is not the like's."""
+    if evidence.liked is None or profile.taste is None:
+        return np.full(len(top), -1)
+    shares = np.stack([term[top] for term in evidence.terms.values()])  # terms x picks
+    learned = evidence.terms[LEARNED][top]
+    # A liked paper never credits itself (it is a pick when it was never sent).
+    itself = np.array([p.id for p in profile.taste.liked])[:, None] == [pool.papers[i].id for i in top]
+    liked = np.where(itself, 0.0, evidence.liked[:, top])
+    carried = (learned > 0) & (learned >= shares.max(axis=0))
+    from_likes = np.maximum(liked, 0.0).sum(axis=0) >= np.maximum(evidence.cosine[top], 0.0)
+    near = liked.max(axis=0) >= LIKED_REASON_SIMILARITY
+    return np.where(carried & from_likes & near, liked.argmax(axis=0), -1)
 
-    names: list[str]
+
+def _distinct(phrases: list[str]) -> list[str]:
+    """The phrases without those whose words a longer one already says ("speech" beside "text to
+    speech"), in their order."""
+    if len(phrases) < 2:
+        return phrases
+    words = [frozenset(content_tokens(p)) for p in phrases]
+    kept: list[int] = []
+    for i in sorted(range(len(phrases)), key=lambda i: -len(words[i])):
+        if not any(words[i] <= words[j] for j in kept):
+            kept.append(i)
+    return [phrases[i] for i in sorted(kept)]
+
+
+def written_terms(interests: str) -> dict[str, str]:
+    """The interests' grams (as `features` makes them) that the reader wrote as such, each with the
+    words as written: every content word, and every two content words written side by side."""
+    lowered = interests.lower()
+    source = interests if len(lowered) == len(interests) else lowered  # spans index the lowered text
+    terms: dict[str, str] = {}
+    previous: tuple[str, int, int, int] | None = None
+    for token, position, start, end in content_spans(interests):
+        terms.setdefault(token, source[start:end])
+        if (
+            previous is not None
+            and previous[1] == position - 1
+            and _SIDE_BY_SIDE.fullmatch(source, previous[3], start)
+        ):
+            terms.setdefault(f"{previous[0]} {token}", source[previous[2] : end])
+        previous = (token, position, start, end)
+    return terms
+
+
+@dataclass(frozen=True)
+class QueryTerms:
+    """The reader's written terms that carry weight in the query, with their feature columns and
+    weights: once per subscriber, not per paper."""
+
+    grams: list[str]
+    quotes: list[str]  # as the reader wrote them
     columns: np.ndarray
     weights: np.ndarray
 
 
-def _query_grams(interests: str, query: dict[int, float]) -> QueryGrams:
-    grams = list(dict.fromkeys(features(interests)))
-    pairs = [(g, c) for g, c in zip(grams, gram_columns(grams), strict=True) if c in query]
-    return QueryGrams(
-        names=[g for g, _ in pairs],
+def _query_terms(interests: str, query: dict[int, float]) -> QueryTerms:
+    written = written_terms(interests)
+    pairs = [(g, c) for g, c in zip(written, gram_columns(list(written)), strict=True) if c in query]
+    return QueryTerms(
+        grams=[g for g, _ in pairs],
+        quotes=[written[g] for g, _ in pairs],
         columns=np.array([c for _, c in pairs], dtype=np.int64),
         weights=np.array([query[c] for _, c in pairs], dtype=np.float64),
     )
 
 
-def _shared_terms(grams: QueryGrams, pool: CandidatePool, index: int, found: Sequence[str]) -> list[str]:
-    """The words and word pairs of the interests that carry the paper's similarity, strongest first
-    (a pair before its own words), leaving out those a "Mentions" reason already names."""
+def _shared_terms(terms: QueryTerms, pool: CandidatePool, index: int, found: Sequence[str]) -> list[str]:
+    """The reader's words that carry the paper's similarity, as they wrote them, strongest first,
+    leaving out a word that another term shown or a "Mentions" reason already says."""
     vectors = pool.vectors  # indices sorted per row (CandidatePool)
     start, end = vectors.indptr[index], vectors.indptr[index + 1]
     row_columns = vectors.indices[start:end]
     if not len(row_columns):
         return []
-    at = np.minimum(np.searchsorted(row_columns, grams.columns), len(row_columns) - 1)
-    shares = np.where(row_columns[at] == grams.columns, grams.weights * vectors.data[start:end][at], 0.0)
-    listed = {t for p in found for t in content_tokens(p)} | {p.lower() for p in found}
-    # Hashed columns collide: a share counts only if the paper really has the gram.
-    contributions = {
-        gram: share
-        for gram, share in zip(grams.names, shares.tolist(), strict=True)
-        if share > 0 and gram not in listed and pool.has_token(index, gram)
-    }
+    at = np.minimum(np.searchsorted(row_columns, terms.columns), len(row_columns) - 1)
+    shares = np.where(row_columns[at] == terms.columns, terms.weights * vectors.data[start:end][at], 0.0)
+    said = {t for p in found for t in content_tokens(p)}
     chosen: list[str] = []
-    for gram in sorted(contributions, key=lambda g: -contributions[g]):
-        if any(gram in c.split() for c in chosen):
+    for i in np.argsort(-shares, kind="stable")[: np.count_nonzero(shares > 0)].tolist():
+        words = set(terms.grams[i].split())
+        # Hashed columns collide: a share counts only if the paper really has the gram.
+        if words & said or not pool.has_token(index, terms.grams[i]):
             continue
-        chosen.append(gram)
+        said |= words
+        chosen.append(terms.quotes[i])
         if len(chosen) == TERMS_SHOWN:
             break
     return chosen

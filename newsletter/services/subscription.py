@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -21,9 +22,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from newsletter.models import EmailEvent, Subscriber
-from newsletter.selectors import Preferences
+from newsletter.selectors import Preferences, preferences_to_confirm
 from newsletter.services.addresses import email_is_suppressed, email_normalize
 from newsletter.services.emails import build_email
+from newsletter.services.learning.library import library_import
+from newsletter.services.learning.library_formats import LibraryItem
 from newsletter.services.ratelimit import rate_limit_exceeded
 from newsletter.services.schedule import subscriber_next_send
 from newsletter.services.tokens import Purpose, link
@@ -68,12 +71,22 @@ def _apply_preferences(subscriber: Subscriber, preferences: Preferences) -> None
     subscriber.notify_empty = preferences.notify_empty
 
 
-def subscriber_subscribe(*, email: str, preferences: Preferences, now: datetime | None = None) -> Answer:
+def subscriber_subscribe(
+    *,
+    email: str,
+    preferences: Preferences,
+    library: Sequence[LibraryItem] = (),
+    now: datetime | None = None,
+) -> Answer:
     """Handle a sign-up. New and pending addresses get a (fresh) confirmation email; an active address
     gets a "manage your preferences" link and keeps its preferences; an unsubscribed one keeps its row
     as it is (its owner's links keep working) and the new preferences wait aside until the owner
     confirms. No one can change another person's settings by typing their address. Never a
-    duplicate row."""
+    duplicate row.
+
+    The sign-up's library (learning.library) goes with its preferences: stored at once for a pending
+    row (replacing an earlier unconfirmed sign-up's, as the preferences are), kept aside in
+    `pending_preferences["library"]` for an unsubscribed one, ignored for an active one."""
     now = now or timezone.now()
     email = email_normalize(email)
     if email_is_suppressed(email):
@@ -90,7 +103,10 @@ def subscriber_subscribe(*, email: str, preferences: Preferences, now: datetime 
         if subscriber.status == Subscriber.Status.ACTIVE:
             kind = EmailKind.ALREADY_SUBSCRIBED
         elif subscriber.status == Subscriber.Status.UNSUBSCRIBED:
-            subscriber.pending_preferences = dataclasses.asdict(preferences)
+            subscriber.pending_preferences = {
+                **dataclasses.asdict(preferences),
+                "library": [dataclasses.asdict(item) for item in library],
+            }
             subscriber.save(update_fields=["pending_preferences", "updated_at"])
             kind = EmailKind.CONFIRM
         else:
@@ -99,6 +115,7 @@ def subscriber_subscribe(*, email: str, preferences: Preferences, now: datetime 
             subscriber.pending_since = now
             subscriber.save()
             subscriber.topics.set(preferences.topic_ids)
+            library_import(subscriber=subscriber, items=library, replace=True)
             kind = EmailKind.CONFIRM
     outcome = Outcome.CONFIRMATION_SENT if kind == EmailKind.CONFIRM else Outcome.MANAGE_LINK_SENT
     return Answer(outcome, subscriber.pk, kind)
@@ -166,13 +183,15 @@ def subscriber_confirm(*, subscriber: Subscriber, now: datetime | None = None) -
     now = now or timezone.now()
     with transaction.atomic():
         locked = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-        if not _awaits_confirmation(locked):
+        if not awaits_confirmation(locked):
             return False
         if locked.pending_preferences is not None:
-            preferences = Preferences(
-                **{**locked.pending_preferences, "topic_ids": tuple(locked.pending_preferences["topic_ids"])}
-            )
+            preferences = preferences_to_confirm(locked)
+            library = [LibraryItem(**item) for item in locked.pending_preferences.get("library", [])]
             _apply_preferences(locked, preferences)
+            # Added to what the returning reader kept (their library is theirs; the sign-up may be
+            # anyone's, and only adds once the owner confirms).
+            library_import(subscriber=locked, items=library)
             locked.topics.set(preferences.topic_ids)
             locked.pending_preferences = None
             locked.unsubscribed_at = None
@@ -186,7 +205,8 @@ def subscriber_confirm(*, subscriber: Subscriber, now: datetime | None = None) -
     return True
 
 
-def _awaits_confirmation(subscriber: Subscriber) -> bool:
+def awaits_confirmation(subscriber: Subscriber) -> bool:
+    """A pending sign-up, or an unsubscribed row with a sign-up set aside: its confirm page has a button."""
     return subscriber.status == Subscriber.Status.PENDING or (
         subscriber.status == Subscriber.Status.UNSUBSCRIBED and subscriber.pending_preferences is not None
     )
@@ -280,7 +300,7 @@ def subscriber_email_send(*, subscriber_id: int, kind: EmailKind) -> bool:
     if subscriber is None or email_is_suppressed(subscriber.email):
         return False
     wanted = (
-        _awaits_confirmation(subscriber)
+        awaits_confirmation(subscriber)
         if kind == EmailKind.CONFIRM
         else subscriber.status in _EMAIL_FOR_STATUS[kind]
     )

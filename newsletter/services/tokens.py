@@ -4,6 +4,10 @@ A token signs (object id, fingerprint of the subscriber's token_key) with a salt
 manage link cannot be used as an unsubscribe link or vice versa, nothing in it is guessable without
 SECRET_KEY, and rotating the subscriber's token_key revokes every link ever sent.
 
+A confirmation link's fingerprint also covers the preferences it was sent for (`preferences_digest`):
+when a later sign-up for the same address changes them, the earlier link stops working instead of
+activating someone else's choices (the newer link's page shows them before its button).
+
 Feedback links ("More like this" / "Not for me") name a (subscriber, paper) pair and sit on every
 paper of every digest, so they are made per email in the hot path: `feedback_token` signs the pair
 and the fingerprint with one HMAC-SHA256 (its key derived once per process from the purpose and
@@ -14,8 +18,11 @@ short ("<subscriber>.<paper>.<signature>") and costs a few microseconds.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
+import json
+import re
 from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -24,6 +31,7 @@ from django.conf import settings
 from django.core import signing
 
 from newsletter.models import Delivery, Subscriber
+from newsletter.selectors import Preferences, library_to_confirm, preferences_to_confirm
 
 
 class Purpose(StrEnum):
@@ -45,7 +53,21 @@ def _max_age(purpose: Purpose) -> timedelta | None:
     return None
 
 
-def _fingerprint(subscriber: Subscriber) -> str:
+def preferences_digest(preferences: Preferences) -> str:
+    """A short, stable digest of a set of preferences (topic order does not matter)."""
+    fields = {**dataclasses.asdict(preferences), "topic_ids": sorted(preferences.topic_ids)}
+    canonical = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _fingerprint(subscriber: Subscriber, purpose: Purpose | None = None) -> str:
+    if purpose is Purpose.CONFIRM:
+        fingerprint = f"{subscriber.token_key[:12]}.{preferences_digest(preferences_to_confirm(subscriber))}"
+        # The sign-up's library (learning.library) is part of what the link activates, too.
+        library = library_to_confirm(subscriber)
+        if library:
+            fingerprint += "." + hashlib.sha256(json.dumps(library).encode()).hexdigest()[:16]
+        return fingerprint
     return subscriber.token_key[:12]
 
 
@@ -62,7 +84,7 @@ def _signer(purpose: Purpose) -> signing.Signer:
 
 
 def token_make(*, subscriber: Subscriber, purpose: Purpose, object_id: int | None = None) -> str:
-    payload = [object_id if object_id is not None else subscriber.pk, _fingerprint(subscriber)]
+    payload = [object_id if object_id is not None else subscriber.pk, _fingerprint(subscriber, purpose)]
     return _signer(purpose).sign_object(payload, compress=False)
 
 
@@ -93,7 +115,7 @@ def token_subscriber(*, token: str, purpose: Purpose) -> Subscriber | None:
     if loaded is None:
         return None
     subscriber = Subscriber.objects.filter(pk=loaded[0]).first()
-    if subscriber is None or not hmac.compare_digest(_fingerprint(subscriber), loaded[1]):
+    if subscriber is None or not hmac.compare_digest(_fingerprint(subscriber, purpose), loaded[1]):
         return None
     return subscriber
 
@@ -106,6 +128,18 @@ def token_delivery(*, token: str) -> Delivery | None:
     if delivery is None or not hmac.compare_digest(_fingerprint(delivery.subscriber), loaded[1]):
         return None
     return delivery
+
+
+# Ids in URLs and forms: ASCII digits only. str.isdigit() also accepts "¹" and "٣" (int() fails on the
+# first, reads the second as 3), and 18 digits keep any id inside PostgreSQL's bigint.
+_ASCII_ID = re.compile(r"[0-9]{1,18}")
+
+
+def ascii_id(value: object) -> int | None:
+    """The id a link or form carries, or None unless it is 1 to 18 ASCII digits."""
+    if isinstance(value, str) and _ASCII_ID.fullmatch(value):
+        return int(value)
+    return None
 
 
 def _feedback_message(subscriber_id: int, paper_id: int, fingerprint: str) -> str:
@@ -138,9 +172,11 @@ def feedback_token_load(*, token: str) -> tuple[Subscriber, int] | None:
     if not isinstance(token, str) or len(token) > 120:
         return None
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+    if len(parts) != 3:
         return None
-    subscriber_id, paper_id = int(parts[0]), int(parts[1])
+    subscriber_id, paper_id = ascii_id(parts[0]), ascii_id(parts[1])
+    if subscriber_id is None or paper_id is None:
+        return None
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None:
         return None

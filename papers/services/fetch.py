@@ -52,7 +52,7 @@ def url_fetch(*, url: str, etag: str = "", last_modified: str = "") -> Fetched:
             if response.status_code != 200:
                 raise FetchError(f"{url}: HTTP {response.status_code} {response.reason}")
             declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > limit:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
                 raise FetchError(f"{url}: response is {declared} bytes (limit {limit})")
             body = bytearray()
             for chunk in response.iter_content(64 * 1024):

@@ -94,7 +94,7 @@ LISTING_BOILERPLATE = {
 }
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _LISTING_DATE = re.compile(
-    r"^({})[a-z]*\.?\s+(\d{{1,2}})(?:,?\s+(\d{{4}}))?$".format("|".join(_MONTHS)), re.I
+    r"^({})[a-z]*\.?\s+([0-9]{{1,2}})(?:,?\s+([0-9]{{4}}))?$".format("|".join(_MONTHS)), re.I
 )
 # A title is one short line; an abstract is prose. Anything between is judged by the next line.
 _TITLE_MAX_CHARS = 300

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 # Limits a stored field may reach; a record over a limit is rejected, never truncated.
@@ -16,6 +16,13 @@ MAX_ABSTRACT_CHARS = 20_000
 MAX_AUTHORS = 1_000
 MAX_AUTHOR_CHARS = 200
 MAX_URL_CHARS = 500
+
+# Publication dates outside these bounds are typos or probes, never papers: arXiv opened in 1991, and
+# nothing is announced more than a year ahead. PostgreSQL stores years Python cannot read (10000,
+# 1 BC), so one such row broke every page and digest that read it. A copy of both lives in
+# migrations/0005_published_dates_in_range.py, which repaired the rows stored before.
+EARLIEST_PUBLISHED = datetime(1990, 1, 1, tzinfo=UTC)
+MAX_PUBLISHED_AHEAD = timedelta(days=365)
 
 SOURCE_LISTING = "listing"
 SOURCE_HUGGINGFACE = "huggingface"
@@ -123,6 +130,22 @@ def _non_negative_int(value: object, name: str) -> int | None:
     return value
 
 
+def _published_in_range(value: datetime | None) -> datetime | None:
+    """The date in UTC (PostgreSQL refuses offsets past 15:59, e.g. +16:00), or RecordInvalid when it
+    falls outside EARLIEST_PUBLISHED .. now + MAX_PUBLISHED_AHEAD."""
+    if value is None:
+        return None
+    latest = datetime.now(UTC) + MAX_PUBLISHED_AHEAD
+    bounds = f"{EARLIEST_PUBLISHED:%Y-%m-%d} to {latest:%Y-%m-%d}"
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise RecordInvalid(f"publication date {value.isoformat()} is outside {bounds}") from None
+    if not EARLIEST_PUBLISHED <= value <= latest:
+        raise RecordInvalid(f"publication date {value.date().isoformat()} is outside {bounds}")
+    return value
+
+
 def make_record(
     *,
     title: object,
@@ -177,7 +200,7 @@ def make_record(
         position=position,
         external_id=external_id,
         authors=tuple(names),
-        published_at=published_at,
+        published_at=_published_in_range(published_at),
         url=clean_url(url),
         upvotes=_non_negative_int(upvotes, "upvotes"),
         github_url=clean_url(github_url),

@@ -65,8 +65,24 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def _is_content(token: str) -> bool:
+    return token not in STOP_WORDS and (len(token) > 1 or token.isdigit())
+
+
 def content_tokens(text: str) -> list[str]:
-    return [t for t in tokenize(text) if t not in STOP_WORDS and (len(t) > 1 or t.isdigit())]
+    return [t for t in tokenize(text) if _is_content(t)]
+
+
+def content_spans(text: str) -> list[tuple[str, int, int, int]]:
+    """`content_tokens`, each with its position among all of `tokenize`'s tokens (two content words
+    with no stop word between have consecutive positions) and where it stands in `text.lower()`
+    (start, end): for quoting a reader's own words back to them."""
+    spans = []
+    for position, match in enumerate(_TOKEN.finditer(text.lower())):
+        token = _SINGULAR.get(match.group()) or _singular(match.group())
+        if _is_content(token):
+            spans.append((token, position, match.start(), match.end()))
+    return spans
 
 
 def _identity(grams: list[str]) -> list[str]:

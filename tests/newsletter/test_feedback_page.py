@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from newsletter.models import Feedback, ReaderModel, Subscriber
+from newsletter.models import Delivery, DeliveryItem, Feedback, ReaderModel, Subscriber
 from newsletter.services.operator import subscribers_links_revoke
 from newsletter.services.tokens import Purpose, feedback_link, feedback_token, feedback_token_load, token_make
-from tests.factories import PaperFactory, SubscriberFactory
+from papers.models import Paper
+from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory
 from tests.newsletter.helpers import INVALID_LINK_TEXT, csrf_token, manage_data, submit, url
 
 pytestmark = pytest.mark.django_db
@@ -113,7 +114,7 @@ def test_post_records_the_choice_fits_the_model_and_offers_undo(
     assert choice_of(subscriber, paper) == Feedback.Choice.MORE
     assert ReaderModel.objects.filter(subscriber=subscriber).exists()  # the fit task ran (eager)
     shown = client.get(page).content.decode()
-    assert "Saved: your digests will bring more papers like this one." in shown
+    assert "Saved." in shown
     assert 'name="undo"' in shown
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -121,6 +122,104 @@ def test_post_records_the_choice_fits_the_model_and_offers_undo(
 
     assert choice_of(subscriber, paper) is None
     assert not ReaderModel.objects.filter(subscriber=subscriber).exists()
+
+
+# --- what the page says a like did ------------------------------------------------------------------
+
+SPEECH = "speech recognition, text to speech"
+
+
+def sent(subscriber: Subscriber, paper: Paper) -> None:
+    delivery = DeliveryFactory(subscriber=subscriber, period="2026-03-01", status=Delivery.Status.SENT)
+    DeliveryItem.objects.create(
+        delivery=delivery, subscriber=subscriber, paper=paper, position=0, score=1.0, reasons=[]
+    )
+
+
+def state(client: Client, page: str) -> str:
+    html = client.get(page).content.decode()
+    return " ".join(html[html.index('id="feedback-state"') :].split("</p>")[0].split())
+
+
+def test_the_saved_page_says_the_next_digest_leads_with_papers_like_it_when_it_does(
+    client: Client, django_capture_on_commit_callbacks, sample_papers
+) -> None:
+    subscriber = SubscriberFactory(interests=SPEECH, papers_per_digest=10)
+    ask2mask = Paper.objects.get(title__startswith="Ask2Mask:")
+    sent(subscriber, ask2mask)
+    page = feedback_url(subscriber, ask2mask.pk, "more")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(client, page)
+
+    w2v_bert = Paper.objects.get(title__startswith="W2v-BERT:")
+    assert (
+        f"Your next digest will lead with papers like this one, starting with “{w2v_bert.title}”."
+        in state(client, page)
+    )
+
+
+def test_the_manage_page_preview_credits_the_like_once_the_model_is_fitted(
+    client: Client, django_capture_on_commit_callbacks, sample_papers
+) -> None:
+    subscriber = SubscriberFactory(interests=SPEECH, papers_per_digest=10)
+    ask2mask = Paper.objects.get(title__startswith="Ask2Mask:")
+    sent(subscriber, ask2mask)
+    manage_url = url("manage", subscriber, Purpose.MANAGE)
+    assert "Because you liked" not in client.get(manage_url).content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(client, feedback_url(subscriber, ask2mask.pk, "more"))
+
+    html = client.get(manage_url).content.decode()
+    first = html[html.index('id="preview"') :].split('class="reasons"')[1].split("</ul>")[0]
+    assert f"Because you liked “{ask2mask.title}”" in first
+
+
+def test_until_the_model_is_fitted_the_page_promises_nothing(client: Client, sample_papers) -> None:
+    subscriber = SubscriberFactory(interests=SPEECH, papers_per_digest=10)
+    ask2mask = Paper.objects.get(title__startswith="Ask2Mask:")
+    page = feedback_url(subscriber, ask2mask.pk, "more")
+
+    submit(client, page)  # the fit is queued on commit, which the test transaction never reaches
+
+    assert not ReaderModel.objects.filter(subscriber=subscriber).exists()
+    shown = state(client, page)
+    assert "learning from it: reload this page in a moment" in shown
+    assert "lead" not in shown
+
+
+def test_a_like_that_does_not_lead_the_digest_is_not_said_to(
+    client: Client, django_capture_on_commit_callbacks, sample_papers
+) -> None:
+    # A followed author's paper takes the first place of every digest.
+    Paper.objects.filter(title__startswith="Dolma:").update(authors=["Luca Soldaini"])
+    subscriber = SubscriberFactory(interests=SPEECH, papers_per_digest=10, followed_authors="Luca Soldaini")
+    ask2mask = Paper.objects.get(title__startswith="Ask2Mask:")
+    sent(subscriber, ask2mask)
+    page = feedback_url(subscriber, ask2mask.pk, "more")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(client, page)
+
+    shown = state(client, page)
+    assert "lead" not in shown
+    assert "Your next digest has 1 paper like this one, such as “W2v-BERT:" in shown
+
+
+def test_a_like_with_nothing_like_it_waiting_says_so(
+    client: Client, django_capture_on_commit_callbacks
+) -> None:
+    subscriber = SubscriberFactory(interests="")
+    paper = PaperFactory(title="Message passing on molecules", abstract="Graph networks for chemistry.")
+    PaperFactory(title="Cooking pasta", abstract="Boil water, add salt.")
+    sent(subscriber, paper)
+    page = feedback_url(subscriber, paper.pk, "more")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(client, page)
+
+    assert "none of the papers waiting for your next digest is like it yet" in state(client, page)
 
 
 def test_the_other_link_flips_the_choice(client: Client) -> None:

@@ -10,14 +10,14 @@ import pytest
 from django.utils import timezone
 
 from newsletter.selectors import digest_preview, interests_preview, profiles_complete
-from newsletter.services.candidates import CandidatePool, PhraseHits, Pick, Profile
+from newsletter.services.candidates import CandidatePool, PhraseHits, Pick, Profile, implied_topics
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import digests_dispatch
 from newsletter.services.ranking import rank
 from papers.models import Paper, Topic
 from papers.selectors import CandidatePaper, papers_candidates, topic_names
 from papers.services.parsers import parse
-from papers.services.text import content_tokens, phrase_columns
+from papers.services.text import content_tokens, phrase_columns, vectorize
 from tests.factories import PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -329,13 +329,14 @@ def _dispatch(count: int) -> list[int]:
 
 
 # Queries of deliveries_send for a chunk, whatever its size: is the brake on, claim (4 with the
-# savepoint), reload, suppressions, recorded picks, candidates (2), topics, sent pairs, subscribers'
-# topics, their fitted feedback models, insert of the picks (returning what it kept: no read-back),
-# topic names, the brake check, the SET / RESET of synchronous_commit around the sending, and the
-# synchronous write that makes the chunk's outcomes durable (4 with the savepoint). On top of these,
-# one UPDATE per email sent. (Interests that may name a paper, or liked papers to name in reasons,
-# add one query for those papers.)
-SEND_QUERIES_PER_CHUNK = 22
+# savepoint), reload, suppressions, recorded picks, candidates (2), topics, sent (and rated) pairs,
+# subscribers' topics, the titles of their libraries (learning.library), their fitted feedback
+# models, the topics' texts (for the topics interests imply), insert of the picks (returning what it
+# kept: no read-back), topic names, the brake check, the SET / RESET of synchronous_commit around the
+# sending, and the synchronous write that makes the chunk's outcomes durable (4 with the savepoint).
+# On top of these, one UPDATE per email sent. (Interests that may name a paper, or liked papers to
+# name in reasons, add one query for those papers.)
+SEND_QUERIES_PER_CHUNK = 24
 
 
 @pytest.mark.parametrize("count", [20, 40])
@@ -463,3 +464,31 @@ def test_the_followed_authors_preference_reaches_the_digest() -> None:
         if p.paper.title == "Unrelated cooking"
     ]
     assert pick.reasons[0] == "By Grace Hopper, whom you follow"
+
+
+def test_a_narrow_interest_is_filled_up_with_papers_that_share_a_term(
+    sample_papers,
+) -> None:
+    pool = pool_now()
+    interests = "speech recognition"
+    sharing = int(((vectorize([interests]) @ pool.vectors_t).toarray() > 0).sum())
+
+    picks = rank_one(profile(interests=interests, limit=60), pool)
+
+    assert sharing >= 20
+    assert len(picks) == min(60, sharing)  # not cut short while such papers remain
+    assert "speech recognition" in text_of(picks[0].paper)
+    mentions = [bool({"speech", "recognition"} & set(content_tokens(text_of(p.paper)))) for p in picks]
+    assert sum(mentions) >= len(picks) - 2  # (hashed features: a rare collision shares a column)
+
+
+def test_interests_imply_the_topics_their_text_is_closest_to() -> None:
+    topics = {
+        1: "Speech & audio. Speech recognition and synthesis. speech recognition, ASR, text to speech",
+        2: "Code generation. Models that write code. code generation, program synthesis, compiler",
+    }
+
+    implied = implied_topics(["end-to-end speech recognition", "", "program synthesis for code"], topics)
+
+    assert implied == [((1, 1.0),), (), ((2, 1.0),)]
+    assert implied_topics(["speech recognition"], {}) == [()]

@@ -60,6 +60,8 @@ def test_per_day_counts_each_outcome_on_its_day() -> None:
     SubscriberFactory(status=Subscriber.Status.UNSUBSCRIBED, confirmed_at=yesterday, unsubscribed_at=NOW)
     EmailEvent.objects.create(event_id="c1", event_type=EventType.COMPLAINED, email="a@example.org")
     EmailEvent.objects.create(event_id="b1", event_type=EventType.BOUNCED, email="b@example.org")
+    for n, kind in enumerate((EventType.COMPLAINED, EventType.BOUNCED)):  # forged: counted apart
+        EmailEvent.objects.create(event_id=f"u{n}", event_type=kind, email="c@example.org", verified=False)
     PaperFactory.create_batch(3)
 
     days = stats_per_day(days=7, today=NOW.date())
@@ -67,7 +69,7 @@ def test_per_day_counts_each_outcome_on_its_day() -> None:
     assert len(days) == 7
     assert [d.day for d in days][-2:] == [yesterday.date(), NOW.date()]
     today = days[-1]
-    assert (today.sent, today.failed, today.bounced, today.complaints) == (2, 1, 1, 1)
+    assert (today.sent, today.failed, today.bounced, today.complaints, today.unverified) == (2, 1, 1, 1, 2)
     assert (today.confirmed, today.unsubscribed, today.papers) == (1, 1, 3)
     assert (today.bounce_rate, today.complaint_rate) == (0.5, 0.5)
     assert (days[-2].confirmed, days[-2].sent, days[-2].bounce_rate) == (2, 0, None)
@@ -115,7 +117,7 @@ def test_stats_page_shows_totals_rates_feeds_and_no_subscriber_navigation() -> N
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert "2 sent, 0 failed, 1 bounced, 0 complaints" in page
+    assert "2 sent, 0 failed, 1 bounced, 0 complaints, 0 unverified bounce reports" in page
     assert 'class="bad" title="at or above the 0.3% line">50.00%' in page
     assert page.count('<img src="data:image/svg+xml;base64,') == 4
     assert "error: connection refused" in page

@@ -8,7 +8,10 @@ the last resume (an operator's resume is not undone by the same old numbers):
   (0.3%, the line Gmail and Yahoo enforce), or
 - hard bounces over the last 24 hours / digests sent in those 24 hours > NEWSLETTER_MAX_BOUNCE_RATE (5%),
 
-each only when at least NEWSLETTER_BRAKE_MIN_SENT digests were sent in its window. Tripping records a
+each only when at least NEWSLETTER_BRAKE_MIN_SENT digests were sent in its window. Only verified events
+count (EmailEvent.verified: a bounce-mailbox report without proof of our mail is not one), and each
+address once per window: sixty copies of one genuine report are one address that bounced, so nobody
+trips the brake with the tokens of the few emails they received (deliverability/trust.py). Tripping records a
 SendingPause (reason and numbers), logs an ERROR, and from then on no chunk claims anything: due
 deliveries stay PENDING (the dispatcher still creates them) until an operator resumes in the admin.
 """
@@ -43,16 +46,16 @@ def brake_check(*, now: datetime | None = None) -> SendingPause | None:
     resumed = last_resume.resumed_at if last_resume else None
     checks = (
         ("spam complaint rate", COMPLAINT_WINDOW, settings.NEWSLETTER_MAX_COMPLAINT_RATE,
-         EmailEvent.objects.filter(event_type=EventType.COMPLAINED)),
+         EmailEvent.objects.filter(event_type=EventType.COMPLAINED, verified=True)),
         ("hard-bounce rate", BOUNCE_WINDOW, settings.NEWSLETTER_MAX_BOUNCE_RATE,
-         EmailEvent.objects.filter(event_type=EventType.BOUNCED, bounce_kind="hard")),
+         EmailEvent.objects.filter(event_type=EventType.BOUNCED, bounce_kind="hard", verified=True)),
     )  # fmt: skip
     for name, window, limit, events in checks:
         since = max(now - window, resumed) if resumed else now - window
         sent = Delivery.objects.filter(status=Delivery.Status.SENT, sent_at__gte=since).count()
         if sent < settings.NEWSLETTER_BRAKE_MIN_SENT:
             continue
-        count = events.filter(received_at__gte=since).count()
+        count = events.filter(received_at__gte=since).values("email").distinct().count()
         if count / sent > limit:
             return _trip(name, window, limit, count, sent, now)
     return None

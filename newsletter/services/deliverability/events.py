@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from newsletter.models import Delivery, EmailEvent, Suppression
 from newsletter.services.addresses import address_suppress, email_key
+from newsletter.services.deliverability.trust import db_text
 from newsletter.services.subscription import address_unsubscribe
 
 logger = logging.getLogger(__name__)
@@ -91,21 +92,26 @@ def event_insert(
     timestamp: datetime | None,
     description: str,
     bounce_kind: str = "",
+    verified: bool = True,
 ) -> EmailEvent | None:
-    """Store an event once (ESP webhooks, the bounce mailbox); None if its id was stored before."""
+    """Store an event once (ESP webhooks, the bounce mailbox); None if its id was stored before. An
+    unverified one (a mailbox report without proof, deliverability/trust.py) is stored as processed:
+    it has no consequence."""
     try:
         with transaction.atomic():
             return EmailEvent.objects.create(
-                event_id=event_id[:255],
+                event_id=db_text(event_id, 255),
                 event_type=event_type,
                 # The spelling the subscriber rows use (IDN domains in ASCII form), so an event for
                 # "Ann@Bücher.example" suppresses the row stored as "ann@xn--bcher-kva.example".
-                email=email_key(email),
-                message_id=message_id[:255],
-                esp_name=esp_name[:32],
+                email=email_key(db_text(email, 254)),
+                message_id=db_text(message_id, 255),
+                esp_name=db_text(esp_name, 32),
                 timestamp=timestamp,
-                description=description[:500],
+                description=db_text(description, 500),
                 bounce_kind=bounce_kind,
+                verified=verified,
+                processed_at=None if verified else timezone.now(),
             )
     except IntegrityError:
         return None
@@ -123,6 +129,8 @@ def event_process(*, event_id: int) -> None:
 
 
 def _apply(event: EmailEvent) -> None:
+    if not event.verified:
+        return
     email = event.email
     if event.event_type in (EventType.BOUNCED, EventType.DEFERRED):
         bounce_apply(email=email, kind=event.bounce_kind, detail=event.description)
@@ -149,7 +157,9 @@ def bounce_apply(*, email: str, kind: str, detail: str) -> None:
 
 def _soft_bounces(email: str) -> int:
     since = timezone.now() - timedelta(days=SOFT_BOUNCE_DAYS)
-    return EmailEvent.objects.filter(email=email, bounce_kind="soft", received_at__gte=since).count()
+    return EmailEvent.objects.filter(
+        email=email, bounce_kind="soft", verified=True, received_at__gte=since
+    ).count()
 
 
 def _mark_bounced(email: str) -> None:

@@ -34,12 +34,11 @@ def sent(count: int) -> None:
 
 
 def events(count: int, event_type: str, kind: str = "") -> None:
+    """`count` events, each for another address (the brake counts each address once)."""
     for _ in range(count):
+        n = EmailEvent.objects.count()
         EmailEvent.objects.create(
-            event_id=f"t:{EmailEvent.objects.count()}",
-            event_type=event_type,
-            email="x@example.org",
-            bounce_kind=kind,
+            event_id=f"t:{n}", event_type=event_type, email=f"x{n}@example.org", bounce_kind=kind
         )
 
 
