@@ -17,9 +17,9 @@ The sum is scaled so that the strongest rated paper scores ±1, pruned to its MA
 weights and stored in ReaderModel with
 - `threshold`: ELIGIBLE_SHARE of the median score of the reader's own positives, the score at which
   the model alone makes a paper eligible (relative to this reader, not a fixed number);
-- `confidence`: evidence / EVIDENCE_FULL, capped at 1 (a like or dismissal is 1, a passed paper
-  PASSED_WEIGHT), which ranking multiplies the model's weight by.
-Measured alternatives: docs/notes/eval.md. Fitting runs in a Celery task when feedback changes;
+- `confidence`: the square root of evidence / EVIDENCE_FULL, capped at 1 (a like or dismissal is 1,
+  a passed paper PASSED_WEIGHT), which ranking multiplies the model's weight by.
+Measured alternatives: docs/ranking.md. Fitting runs in a Celery task when feedback changes;
 ranking only multiplies a chunk's stored vectors, stacked, with the papers' vectors.
 """
 
@@ -110,8 +110,17 @@ def taste_fit(
         features=kept.astype(np.int32),
         weights=pruned[kept].astype(np.float32),
         threshold=float(ELIGIBLE_SHARE * np.median(own)) if len(own) else 0.0,
-        confidence=min(1.0, evidence / EVIDENCE_FULL),
+        confidence=confidence_of(evidence),
     )
+
+
+def confidence_of(evidence: float) -> float:
+    """The model's share of its full weight in ranking: grows with the evidence, full at EVIDENCE_FULL.
+    A square root, not a straight line, so that one like already moves the next digest where the
+    reader can see it (one like after a 3-paper digest: 0.63, not 0.4, enough for the liked paper's
+    nearest unseen neighbour to lead). The eval protocols reach full confidence after their first
+    digest either way: their numbers are the same with both curves (docs/ranking.md)."""
+    return min(1.0, (evidence / EVIDENCE_FULL) ** 0.5)
 
 
 def _centroid(rows: sparse.csr_matrix) -> np.ndarray:
