@@ -17,13 +17,24 @@ SAMPLE_DATA = REPO / "papers" / "sample_data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def _transactional(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    return bool(marker and marker.kwargs.get("transaction")) or "transactional_db" in getattr(
+        item, "fixturenames", ()
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The slow tests first (real Celery workers, servers, browsers: seconds to a minute each): xdist
-    # deals tests out round robin, so they spread over the workers and start at once, and the quick
-    # ones fill the gaps, instead of a long test starting last and keeping one worker busy alone.
+    # pytest-django runs the transactional tests last, as Django's runner does: each one ends by
+    # flushing the tables, data migrations' rows (topics, feeds) included, which the tests after it
+    # would miss. Within that order, the slow tests (real Celery workers, servers, browsers: seconds to
+    # a minute each) go first, so that xdist deals them out to all workers at once instead of one long
+    # test starting last. xdist hands tests out in this order, so no worker runs a quick database test
+    # after a transactional one.
     items.sort(
         key=lambda item: (
-            item.get_closest_marker("integration") is None and item.get_closest_marker("browser") is None
+            _transactional(item),
+            item.get_closest_marker("integration") is None and item.get_closest_marker("browser") is None,
         )
     )
 
