@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 # A line of at most this many characters is at most 998 bytes in UTF-8: only longer ones are encoded
 # to find out whether Django would pick quoted-printable.
 _SHORT_LINE = RFC5322_EMAIL_LINE_LENGTH_LIMIT // 4
-_LINE_BREAKS = re.compile(r"\r\n|\r|\n")  # the stdlib generator's NLCRE
 # What Header(subject).encode() would rewrite in an ASCII subject: a line break, a run of whitespace,
 # leading or trailing whitespace, an encoded-word look-alike; and anything longer than a line.
 _SUBJECT_REWRITTEN = re.compile(r"[\r\n]|\s\s|^\s|\s$|=\?")
@@ -37,12 +36,11 @@ _SUBJECT_PLAIN_MAX = 70
 
 
 def has_long_lines(text: str) -> bool:
-    """Django's SafeMIMEText test for quoted-printable, encoding only the lines that could be long."""
-    return any(
-        len(line) > _SHORT_LINE
-        and len(line.encode(errors="surrogateescape")) > RFC5322_EMAIL_LINE_LENGTH_LIMIT
-        for line in text.splitlines()
-    )
+    """Django's SafeMIMEText test for quoted-printable; lines are encoded only if one could be long."""
+    lines = text.splitlines()
+    if not lines or max(map(len, lines)) <= _SHORT_LINE:
+        return False
+    return any(len(line.encode(errors="surrogateescape")) > RFC5322_EMAIL_LINE_LENGTH_LIMIT for line in lines)
 
 
 def writable(email: EmailMultiAlternatives) -> bool:
@@ -149,8 +147,12 @@ class WrittenMessage:
             folder = self._folders[linesep] = self.policy.clone(linesep=linesep)
         return folder
 
-    def _lines(self, text: str, linesep: str) -> str:
-        return _LINE_BREAKS.sub(linesep, text) if linesep != "\n" or "\r" in text else text
+    @staticmethod
+    def _lines(text: str, linesep: str) -> str:
+        """The generator's NLCRE split and join: every CRLF, CR and LF becomes linesep."""
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return text if linesep == "\n" else text.replace("\n", linesep)
 
     def as_bytes(self, unixfrom: bool = False, linesep: str = "\n") -> bytes:
         if unixfrom:

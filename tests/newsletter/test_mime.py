@@ -121,3 +121,11 @@ def test_a_whole_digest_is_written_as_the_stdlib_writes_it_and_signed(dkim_keys)
     assert dkim.verify(written, dnsfunc=dkim_keys)
     parsed = message_from_bytes(written, policy=policy.default)
     assert parsed.get_body(("html",)).get_content().replace("\r\n", "\n") == email.alternatives[0].content
+
+
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(text=texts)
+def test_long_lines_are_those_django_sends_as_quoted_printable(text: str) -> None:
+    django_says = any(len(line.encode(errors="surrogateescape")) > 998 for line in text.splitlines())
+
+    assert has_long_lines(text) == django_says
