@@ -26,9 +26,6 @@ from django.core.mail.utils import DNS_NAME
 if TYPE_CHECKING:
     from django.core.mail import EmailMultiAlternatives
 
-# A line of at most this many characters is at most 998 bytes in UTF-8: only longer ones are encoded
-# to find out whether Django would pick quoted-printable.
-_SHORT_LINE = RFC5322_EMAIL_LINE_LENGTH_LIMIT // 4
 # What Header(subject).encode() would rewrite in an ASCII subject: a line break, a run of whitespace,
 # leading or trailing whitespace, an encoded-word look-alike; and anything longer than a line.
 _SUBJECT_REWRITTEN = re.compile(r"[\r\n]|\s\s|^\s|\s$|=\?")
@@ -36,11 +33,16 @@ _SUBJECT_PLAIN_MAX = 70
 
 
 def has_long_lines(text: str) -> bool:
-    """Django's SafeMIMEText test for quoted-printable; lines are encoded only if one could be long."""
-    lines = text.splitlines()
-    if not lines or max(map(len, lines)) <= _SHORT_LINE:
+    """Django's SafeMIMEText test for quoted-printable. str.splitlines also splits on characters
+    bytes.splitlines keeps (form feed, U+2028, ...), so its lines are never longer than those of the
+    bytes: when no line of the bytes is over the limit, none of Django's is, and that is all C."""
+    lines = text.encode(errors="surrogateescape").splitlines()
+    if not lines or max(map(len, lines)) <= RFC5322_EMAIL_LINE_LENGTH_LIMIT:
         return False
-    return any(len(line.encode(errors="surrogateescape")) > RFC5322_EMAIL_LINE_LENGTH_LIMIT for line in lines)
+    return any(
+        len(line.encode(errors="surrogateescape")) > RFC5322_EMAIL_LINE_LENGTH_LIMIT
+        for line in text.splitlines()
+    )
 
 
 def writable(email: EmailMultiAlternatives) -> bool:
