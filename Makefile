@@ -11,12 +11,12 @@ test:  ## install test dependencies, start PostgreSQL/Redis if needed, run the w
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports --no-logo
 
-bench:  ## the throughput benchmark (see README, "Benchmark"); arguments in BENCH_ARGS="..."
+bench:  ## the throughput benchmark (see docs/benchmark.md); arguments in BENCH_ARGS="..."
 	bash scripts/bench.sh $(BENCH_ARGS)
 
 bench-compare:  ## REV=<git rev>: the benchmark on REV and on this tree alternately, as ratios; BENCH_ARGS="--subscribers 3000"
 	@test -n "$(REV)" || { echo "usage: make bench-compare REV=<git rev> [BENCH_ARGS=...]"; exit 2; }
 	bash scripts/bench_compare.sh $(REV) $(BENCH_ARGS)
 
-faults:  ## delivery under real faults (see README, "Faults, measured"); arguments in FAULTS_ARGS="..."
+faults:  ## delivery under real faults (see docs/faults.md); arguments in FAULTS_ARGS="..."
 	bash scripts/faults.sh $(FAULTS_ARGS)

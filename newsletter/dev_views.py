@@ -58,7 +58,13 @@ def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
     return render(
         request,
         "dev/outbox_message.html",
-        {"name": name, "headers": headers, "text_lines": text_lines(text), "has_html": html is not None},
+        {
+            "name": name,
+            "subject": message["Subject"] or "(no subject)",
+            "headers": headers,
+            "text_lines": text_lines(text),
+            "has_html": html is not None,
+        },
     )
 
 

@@ -225,6 +225,21 @@ def feedback_given(*, subscriber: Subscriber) -> list[Feedback]:
     return list(marks.order_by("-updated_at", "-id"))
 
 
+def papers_liked(*, subscriber: Subscriber) -> list[Feedback]:
+    """The reader's "More like this" marks, latest first (the "Papers you liked" page)."""
+    marks = Feedback.objects.filter(subscriber=subscriber, choice=Feedback.Choice.MORE)
+    return list(marks.order_by("-updated_at", "-id"))
+
+
+def digests_sent(*, subscriber: Subscriber, limit: int | None = None) -> list[Delivery]:
+    """The reader's sent digests, latest first: the archive and the feed. "Nothing new" notices are
+    not digests and have no web copy worth opening."""
+    sent = Delivery.objects.filter(
+        subscriber=subscriber, status=Delivery.Status.SENT, kind=Delivery.Kind.DIGEST
+    ).order_by("-sent_at", "-id")
+    return list(sent[:limit] if limit else sent)
+
+
 def feedback_choice(*, subscriber: Subscriber, paper_id: int) -> str | None:
     marks = Feedback.objects.filter(subscriber=subscriber, paper_id=paper_id)
     return marks.values_list("choice", flat=True).first()

@@ -21,6 +21,17 @@ from newsletter.selectors import RATE_LIMIT_LINE, DayStats
 BLUE, RED, GREEN, GREY, ORANGE = "#0b57d0", "#b42318", "#1a7f37", "#8c959f", "#bc4c00"
 
 
+class _PercentTicks(PercentFormatter):
+    """Percent labels with the decimals the tick step needs: 0.2% steps get one, 1% steps none. (A
+    fixed one decimal printed 0.15% steps as 0.0%, 0.1%, 0.3%, 0.5%: evenly spaced, unevenly named.)"""
+
+    def set_locs(self, locs) -> None:
+        super().set_locs(locs)
+        if len(locs) > 1:
+            step = (locs[1] - locs[0]) * 100 / self.xmax
+            self.decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+
+
 def _axes(title: str, ylabel: str, days: Sequence[DayStats]):
     figure = Figure(figsize=(7.2, 2.4), layout="constrained")
     axes = figure.subplots()
@@ -74,8 +85,9 @@ def chart_rates(days: Sequence[DayStats]) -> str:
         values = [math.nan if r is None else r for r in rates]  # no digest sent: a gap, not 0%
         axes.plot(x, values, marker="o", markersize=3, color=color, label=label)
     axes.axhline(RATE_LIMIT_LINE, color=RED, linestyle="--", linewidth=1, label="Gmail's 0.3% limit")
-    axes.yaxis.set_major_locator(MaxNLocator(nbins=5))
-    axes.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=1))
+    # Steps of 1, 2 or 5 times a power of ten, in percent too (0.2%, 0.5%, 1%): never 0.15% or 0.25%.
+    axes.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+    axes.yaxis.set_major_formatter(_PercentTicks(xmax=1))
     highest = max((r for d in days for r in (d.bounce_rate, d.complaint_rate) if r is not None), default=0)
     axes.set_ylim(0, max(highest, RATE_LIMIT_LINE * 2) * 1.1)  # the 0.3% line always in view
     axes.legend(loc="upper left", frameon=False, ncols=3)

@@ -30,6 +30,7 @@ from newsletter.selectors import (
     preferences_to_confirm,
     subscriber_export,
 )
+from newsletter.services.archive import archive_export, digests_archived, feed_url, papers_liked_rows
 from newsletter.services.learning.feedback import feedback_record, feedback_remove, like_effect
 from newsletter.services.learning.library import LibraryReport, library_entry_remove, library_import
 from newsletter.services.ratelimit import rate_limit_exceeded
@@ -291,11 +292,45 @@ def export(request: HttpRequest, token: str) -> HttpResponse:
     if subscriber is None:
         return invalid_link(request)
     response = HttpResponse(
-        json.dumps(subscriber_export(subscriber=subscriber), indent=2, ensure_ascii=False),
+        json.dumps(
+            {**subscriber_export(subscriber=subscriber), "archive": archive_export(subscriber=subscriber)},
+            indent=2,
+            ensure_ascii=False,
+        ),
         content_type="application/json; charset=utf-8",
     )
     response["Content-Disposition"] = 'attachment; filename="paper-digest-data.json"'
     return response
+
+
+@never_cache
+@require_http_methods(["GET"])
+def archive(request: HttpRequest, token: str) -> HttpResponse:
+    """Past digests, each opening its web copy, and the private feed of them."""
+    subscriber = _manage_subscriber(token)
+    if subscriber is None:
+        return invalid_link(request)
+    context = {
+        "token": token,
+        "manage_url": reverse("newsletter:manage", args=[token]),
+        "digests": digests_archived(subscriber=subscriber),
+        "feed_url": feed_url(subscriber=subscriber),
+    }
+    return render(request, "newsletter/archive.html", context)
+
+
+@never_cache
+@require_http_methods(["GET"])
+def liked(request: HttpRequest, token: str) -> HttpResponse:
+    subscriber = _manage_subscriber(token)
+    if subscriber is None:
+        return invalid_link(request)
+    context = {
+        "token": token,
+        "manage_url": reverse("newsletter:manage", args=[token]),
+        "items": papers_liked_rows(subscriber=subscriber),
+    }
+    return render(request, "newsletter/liked.html", context)
 
 
 @never_cache
@@ -307,7 +342,8 @@ def delete(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST":
         subscriber_delete(subscriber=subscriber)
         return render(request, "newsletter/deleted.html")
-    return render(request, "newsletter/delete.html", {"token": token})
+    context = {"token": token, "manage_url": reverse("newsletter:manage", args=[token])}
+    return render(request, "newsletter/delete.html", context)
 
 
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
@@ -329,19 +365,20 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return HttpResponse("You are unsubscribed.\n", content_type="text/plain")
     if subscriber is None:
         return invalid_link(request)
+    # "Subscribe again" here is the manage page's one-click resubscribe, which keeps the preferences.
+    manage_token = token_make(subscriber=subscriber, purpose=Purpose.MANAGE)
+    context = {
+        "subscriber": subscriber,
+        "token": token,
+        "manage_token": manage_token,
+        "manage_url": reverse("newsletter:manage", args=[manage_token]),
+    }
     if request.method == "POST":
         failure = _csrf_failure(request)
         if failure is not None:
             return failure
         subscriber_unsubscribe(subscriber=subscriber)
-        return render(request, "newsletter/unsubscribed.html", {"subscriber": subscriber})
-    context = {
-        "subscriber": subscriber,
-        "token": token,
-        "manage_url": reverse(
-            "newsletter:manage", args=[token_make(subscriber=subscriber, purpose=Purpose.MANAGE)]
-        ),
-    }
+        return render(request, "newsletter/unsubscribed.html", context)
     return render(request, "newsletter/unsubscribe.html", context)
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: the digest benchmark (README, "Benchmark"). Installs what it needs, starts
+# `make bench`: the digest benchmark (docs/benchmark.md). Installs what it needs, starts
 # PostgreSQL/Redis if they are down, then runs bench_digests with the given arguments.
 set -euo pipefail
 cd "$(dirname "$0")/.."

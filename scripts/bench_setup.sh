@@ -9,8 +9,8 @@ ensure_services "redis://127.0.0.1:6379/14"
 # which costs about 1.5 ms of CPU per message on the same cores as the workers.
 if ! command -v smtp-sink >/dev/null 2>&1 && [ ! -x /usr/sbin/smtp-sink ]; then
   echo "Installing Postfix's smtp-sink ..."
-  if as_root sh -c 'echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections &&
-      apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq postfix >/dev/null'; then
+  if as_root sh -c 'echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections' &&
+      apt_install postfix; then
     :
   else
     echo "Could not install postfix; using aiosmtpd as the SMTP server." >&2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make faults`: the fault suite (README, "Faults, measured"). Installs what it needs, then runs
+# `make faults`: the fault suite (docs/faults.md). Installs what it needs, then runs
 # bench_faults with the given arguments. It starts its own PostgreSQL cluster and redis-server on
 # free ports and breaks those; the machine's own servers are left alone.
 set -euo pipefail

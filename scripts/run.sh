@@ -12,11 +12,12 @@ mkdir -p var
 .venv/bin/python scripts/port_free.py "$WEB_PORT"
 
 source scripts/services.sh
+run_env_write "$SITE_URL"
 redis_url=${REDIS_URL:-redis://127.0.0.1:6379/0}
 if [ -z "${CELERY_BROKER_URL:-}" ] && ! ensure_redis "$redis_url"; then
   echo "!! Redis is not reachable at $redis_url."
   echo "!! Falling back to Celery's filesystem broker in var/broker/ (one machine only)."
-  echo "!! For production set REDIS_URL to a running Redis; see README, 'Running in production'."
+  echo "!! For production set REDIS_URL to a running Redis; see docs/operations.md, 'Running in production'."
   export CELERY_BROKER_URL=filesystem://
 fi
 

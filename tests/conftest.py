@@ -17,6 +17,17 @@ SAMPLE_DATA = REPO / "papers" / "sample_data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The slow tests first (real Celery workers, servers, browsers: seconds to a minute each): xdist
+    # deals tests out round robin, so they spread over the workers and start at once, and the quick
+    # ones fill the gaps, instead of a long test starting last and keeping one worker busy alone.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("integration") is None and item.get_closest_marker("browser") is None
+        )
+    )
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache() -> Iterator[None]:
     # Rate limits live in the cache; one test's sign-ups must not throttle the next test.

@@ -67,3 +67,29 @@ def test_check_deploy_refuses_a_site_url_on_this_machine() -> None:
 
     assert result.returncode != 0
     assert "newsletter.E002" in result.stderr
+
+
+def test_each_xdist_worker_of_the_suite_gets_a_redis_db_of_its_own() -> None:
+    def broker(**env: str) -> str:
+        base = {k: v for k, v in os.environ.items() if k not in {"PYTEST_XDIST_WORKER", "TEST_REDIS_URL"}}
+        result = subprocess.run(
+            [sys.executable, "-c", "from django.conf import settings; print(settings.CELERY_BROKER_URL)"],
+            cwd=REPO,
+            env={**base, "DJANGO_SETTINGS_MODULE": "config.settings.test", **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    url = "redis://127.0.0.1:6379/13"
+    assert broker(TEST_REDIS_URL=url) == url  # one process: the configured db
+    assert [broker(TEST_REDIS_URL=url, PYTEST_XDIST_WORKER=f"gw{n}") for n in range(3)] == [
+        "redis://127.0.0.1:6379/13",
+        "redis://127.0.0.1:6379/12",
+        "redis://127.0.0.1:6379/11",
+    ]
+    assert broker(TEST_REDIS_URL="redis://:secret@10.0.0.5:6380/1", PYTEST_XDIST_WORKER="gw3") == (
+        "redis://:secret@10.0.0.5:6380/14"
+    )

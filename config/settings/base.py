@@ -171,7 +171,7 @@ NEWSLETTER_MAX_ATTEMPTS = env.int("NEWSLETTER_MAX_ATTEMPTS", default=8)
 NEWSLETTER_ASYNC_COMMIT_OUTCOMES = env.bool("NEWSLETTER_ASYNC_COMMIT_OUTCOMES", default=True)
 NEWSLETTER_FIRST_DIGEST_WINDOW = timedelta(days=env.int("NEWSLETTER_FIRST_DIGEST_WINDOW_DAYS", default=7))
 
-# --- Deliverability (README "Deliverability") ---------------------------------------------------
+# --- Deliverability (docs/deliverability.md) ---------------------------------------------------
 # One send rate for every worker process and machine ("14/s", "50000/h"; empty = unlimited, and then
 # the limiter costs nothing). Enforced by a token bucket in Redis (deliverability.sendrate).
 NEWSLETTER_SEND_RATE = env("NEWSLETTER_SEND_RATE", default="")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, islice
 
@@ -31,19 +32,55 @@ def batched(values: Iterable[int], size: int) -> Iterator[list[int]]:
         yield chunk
 
 
+@dataclass(frozen=True)
+class DueDigest:
+    """A due subscriber's digest period, and whether that period already has its Delivery (the
+    schedule was moved back by hand, or edited the same day): then the dispatcher makes none."""
+
+    subscriber_id: int
+    period: str
+    already_has_digest: bool
+
+
+def _period(subscriber: Subscriber) -> str:
+    return period_key(
+        frequency=subscriber.frequency, scheduled_for=subscriber.next_send_at, tz=subscriber.timezone
+    )
+
+
+def dispatch_plan(*, now: datetime) -> list[DueDigest]:
+    """What a dispatch at `now` would do for each due subscriber, in due order, changing nothing
+    (`send_digests --dry-run`). The same rule as _dispatch_chunk: one Delivery per period."""
+    due = subscribers_due(now=now)
+    subscribers = Subscriber.objects.only("id", "frequency", "next_send_at", "timezone").in_bulk(due)
+    periods = {pk: _period(subscriber) for pk, subscriber in subscribers.items()}
+    existing = set(
+        Delivery.objects.filter(subscriber_id__in=due, period__in=set(periods.values())).values_list(
+            "subscriber_id", "period"
+        )
+    )
+    return [DueDigest(pk, periods[pk], (pk, periods[pk]) in existing) for pk in due]
+
+
 def digests_dispatch_iter(
-    *, now: datetime | None = None, chunk_size: int | None = None
+    *,
+    now: datetime | None = None,
+    chunk_size: int | None = None,
+    already_served: list[DueDigest] | None = None,
 ) -> Iterator[list[int]]:
     """Create this period's Delivery for every due subscriber and move their schedule forward.
 
     Yields the new pending delivery ids chunk by chunk, each right after its transaction commits,
     so the caller can queue it (one task per chunk) while the next chunk is being created: with a
-    large list, workers start sending at once instead of after the whole dispatch.
+    large list, workers start sending at once instead of after the whole dispatch. Due subscribers
+    whose period already had its digest get none; they are appended to `already_served`, so that a
+    caller can say why they got nothing.
     """
     now = now or timezone.now()
     chunk_size = chunk_size or settings.NEWSLETTER_CHUNK_SIZE
+    served = already_served if already_served is not None else []
     for ids in batched(subscribers_due(now=now), chunk_size):
-        if chunk := _dispatch_chunk(ids, now):
+        if chunk := _dispatch_chunk(ids, now, served):
             yield chunk
 
 
@@ -52,13 +89,15 @@ def digests_dispatch(*, now: datetime | None = None, chunk_size: int | None = No
     return list(digests_dispatch_iter(now=now, chunk_size=chunk_size))
 
 
-def dispatch_round(*, now: datetime | None = None) -> Iterator[list[int]]:
+def dispatch_round(
+    *, now: datetime | None = None, already_served: list[DueDigest] | None = None
+) -> Iterator[list[int]]:
     """Everything there is to send now: the due digests, then whatever the sweeper re-drives.
     (Beat runs the two as separate tasks; `send_digests` runs them once, in this order.)"""
-    return chain(digests_dispatch_iter(now=now), deliveries_sweep(now=now))
+    return chain(digests_dispatch_iter(now=now, already_served=already_served), deliveries_sweep(now=now))
 
 
-def _dispatch_chunk(subscriber_ids: list[int], now: datetime) -> list[int]:
+def _dispatch_chunk(subscriber_ids: list[int], now: datetime, already_served: list[DueDigest]) -> list[int]:
     with transaction.atomic():
         # Re-check "due" under the row lock: a second dispatcher skips what the first one holds.
         subscribers = list(
@@ -74,9 +113,7 @@ def _dispatch_chunk(subscriber_ids: list[int], now: datetime) -> list[int]:
             deliveries.append(
                 Delivery(
                     subscriber=subscriber,
-                    period=period_key(
-                        frequency=subscriber.frequency, scheduled_for=scheduled, tz=subscriber.timezone
-                    ),
+                    period=_period(subscriber),
                     scheduled_for=scheduled,
                     window_start=window_start(subscriber=subscriber, now=now),
                     window_end=now,
@@ -92,10 +129,16 @@ def _dispatch_chunk(subscriber_ids: list[int], now: datetime) -> list[int]:
                 subscriber_id__in=[s.pk for s in subscribers], window_end=now, status=Delivery.Status.PENDING
             ).values_list("subscriber_id", "id")
         )
-        for subscriber in subscribers:
+        served = []
+        for subscriber, delivery in zip(subscribers, deliveries, strict=True):
             if subscriber.pk in created:
                 subscriber.last_digest_at = now
+            else:
+                served.append(DueDigest(subscriber.pk, delivery.period, already_has_digest=True))
         _schedules_save(subscribers)
+    if served:
+        logger.info("%s due subscriber(s) already have this period's digest: none sent", len(served))
+        already_served.extend(served)
     return sorted(created.values())
 
 

@@ -41,6 +41,9 @@ class Purpose(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     DIGEST = "digest"
     FEEDBACK = "feedback"
+    # The private Atom feed of one's digests: a URL a feed reader polls for ever, revoked with the
+    # other links by the same token_key fingerprint.
+    FEED = "feed"
 
 
 def _max_age(purpose: Purpose) -> timedelta | None:
@@ -213,5 +216,6 @@ def link(*, subscriber: Subscriber, purpose: Purpose, object_id: int | None = No
         Purpose.MANAGE: "/manage/{}/",
         Purpose.UNSUBSCRIBE: "/unsubscribe/{}/",
         Purpose.DIGEST: "/digests/{}/",
+        Purpose.FEED: "/feeds/{}/",
     }[purpose]
     return settings.SITE_URL + path.format(token)

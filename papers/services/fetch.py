@@ -98,7 +98,4 @@ def feed_fetch(*, feed_id: int) -> IngestReport | None:
 def _summary(report: IngestReport) -> str:
     if report.errors:
         return "error: " + "; ".join(message for _, message in report.errors)
-    return (
-        f"ok: {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {len(report.rejected)} rejected"
-    )
+    return f"ok: {report.counts()}"

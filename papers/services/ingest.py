@@ -29,18 +29,35 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 
 @dataclass
 class IngestReport:
+    """What one ingest run did. A record of a paper that this same run created (the same paper listed
+    twice in the input, or in two of its files) is a duplicate, merged into that paper: counted
+    apart, so that a first run on an empty database does not report "updated" papers."""
+
     created: int = 0
+    duplicates: int = 0
     updated: int = 0
     unchanged: int = 0
     rejected: list[tuple[str, Rejection]] = field(default_factory=list)  # (input name, why)
     errors: list[tuple[str, str]] = field(default_factory=list)  # whole inputs that failed
+    created_ids: set[int] = field(default_factory=set)  # how later batches know a duplicate
 
     def merge(self, other: IngestReport) -> None:
         self.created += other.created
+        self.duplicates += other.duplicates
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.rejected += other.rejected
         self.errors += other.errors
+        self.created_ids |= other.created_ids
+
+    def counts(self) -> str:
+        """ "281 created, 45 duplicates merged, 0 updated, 0 unchanged, 0 rejected" (duplicates only
+        when there were any)."""
+        duplicates = f"{self.duplicates} duplicates merged, " if self.duplicates else ""
+        return (
+            f"{self.created} created, {duplicates}{self.updated} updated, {self.unchanged} unchanged, "
+            f"{len(self.rejected)} rejected"
+        )
 
 
 _TEXT_FIELDS = {"title", "abstract"}
@@ -100,8 +117,9 @@ def _merge_record(paper: Paper, record: PaperRecord, *, retitle: bool) -> set[st
 class _Batch:
     """One batch of records resolved against the database and against each other."""
 
-    def __init__(self, records: Sequence[tuple[str, PaperRecord]]) -> None:
+    def __init__(self, records: Sequence[tuple[str, PaperRecord]], created_before: set[int]) -> None:
         self.records = records
+        self.created_before = created_before  # papers this run created in earlier batches
         ids = {r.external_id for _, r in records if r.external_id}
         keys = {title_key(r.title) for _, r in records}
         self.by_id: dict[str, Paper] = {p.external_id: p for p in Paper.objects.filter(external_id__in=ids)}
@@ -132,11 +150,18 @@ class _Batch:
                 self.report.created += 1
                 continue
             fields = _merge_record(paper, record, retitle=retitle)
+            duplicate = paper.pk is None or paper.pk in self.created_before
             if not fields:
-                self.report.unchanged += 1
+                if duplicate:
+                    self.report.duplicates += 1
+                else:
+                    self.report.unchanged += 1
                 continue
             self._index(paper)
-            self.report.updated += 1
+            if duplicate:
+                self.report.duplicates += 1
+            else:
+                self.report.updated += 1
             if paper.pk:
                 _, known = self.changed.get(id(paper), (paper, set()))
                 self.changed[id(paper)] = (paper, known | fields)
@@ -151,6 +176,7 @@ class _Batch:
 
     def save(self, model: TopicModel | None) -> None:
         created = Paper.objects.bulk_create(self.new)
+        self.report.created_ids = {paper.pk for paper in created}
         updated = [paper for paper, _ in self.changed.values()]
         now = timezone.now()
         for paper in updated:
@@ -168,15 +194,17 @@ def papers_ingest_records(
     records: Iterable[tuple[str, PaperRecord]],
     model: TopicModel | None = None,
     on_progress: Callable[[int], None] | None = None,
+    created_before: set[int] | None = None,
 ) -> IngestReport:
-    """Ingest (input name, record) pairs in batches; each batch commits or rolls back whole."""
+    """Ingest (input name, record) pairs in batches; each batch commits or rolls back whole.
+    `created_before`: papers an earlier input of the same run created (their records are duplicates)."""
     if model is None:
         model = topic_model_build(topics=Topic.objects.all())
     report = IngestReport()
     batch: list[tuple[str, PaperRecord]] = []
 
     def flush() -> None:
-        report.merge(_ingest_batch(batch, model))
+        report.merge(_ingest_batch(batch, model, (created_before or set()) | report.created_ids))
         if on_progress:
             on_progress(len(batch))
         batch.clear()
@@ -190,11 +218,13 @@ def papers_ingest_records(
     return report
 
 
-def _ingest_batch(batch: Sequence[tuple[str, PaperRecord]], model: TopicModel) -> IngestReport:
+def _ingest_batch(
+    batch: Sequence[tuple[str, PaperRecord]], model: TopicModel, created_before: set[int]
+) -> IngestReport:
     for attempt in range(3):
         try:
             with transaction.atomic():
-                resolved = _Batch(batch)
+                resolved = _Batch(batch, created_before)
                 resolved.resolve()
                 resolved.save(model)
                 return resolved.report
@@ -212,6 +242,7 @@ def papers_ingest_bytes(
     name: str,
     model: TopicModel | None = None,
     on_progress: Callable[[int], None] | None = None,
+    created_before: set[int] | None = None,
 ) -> IngestReport:
     """Parse one input (any supported format) and ingest it; a parse error is reported, not raised."""
     try:
@@ -221,14 +252,21 @@ def papers_ingest_bytes(
         report.errors.append((name, str(exc)))
         return report
     report = papers_ingest_records(
-        records=((name, r) for r in parsed.records), model=model, on_progress=on_progress
+        records=((name, r) for r in parsed.records),
+        model=model,
+        on_progress=on_progress,
+        created_before=created_before,
     )
     report.rejected = [(name, r) for r in parsed.rejections] + report.rejected
     return report
 
 
 def papers_ingest_path(
-    *, path: Path, model: TopicModel | None = None, on_progress: Callable[[int], None] | None = None
+    *,
+    path: Path,
+    model: TopicModel | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    created_before: set[int] | None = None,
 ) -> IngestReport:
     try:
         size = path.stat().st_size
@@ -241,4 +279,6 @@ def papers_ingest_path(
             (str(path), exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
         )
         return report
-    return papers_ingest_bytes(data=data, name=str(path), model=model, on_progress=on_progress)
+    return papers_ingest_bytes(
+        data=data, name=str(path), model=model, on_progress=on_progress, created_before=created_before
+    )

@@ -5,7 +5,7 @@ answer 421, the warm-up cap and the brake across processes.
 
 from __future__ import annotations
 
-import time
+import re
 
 import pytest
 from django.utils import timezone
@@ -20,6 +20,10 @@ from tests.integration.test_faults import WORKER_START, all_sent, due_subscriber
 from tests.support import RecordingSMTPServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+
+def full_logs(workers: Workers) -> str:
+    return "".join(path.read_text(errors="replace") for path in workers.log_dir.glob("*.log"))
 
 
 def most_in_one_second(arrivals: list[float]) -> int:
@@ -71,19 +75,22 @@ def test_421_lowers_the_shared_rate_then_it_recovers(
     assert workers.run_command("send_digests", **env).returncode == 0
     wait_until(lambda: faulty_smtp.count >= 10, timeout=WORKER_START, what="the first emails")
 
-    faulty_smtp.busy_until = time.monotonic() + 5  # "421 too many messages" for five seconds
+    # "421 too many messages" for the next three emails, whenever they come: a time window could pass
+    # unseen on a loaded machine. The workers log the cut (a poll of the live rate could miss it: it
+    # recovers within 5 s).
+    faulty_smtp.data_replies = [faulty_smtp.busy_reply] * 3
     lowered = wait_until(
-        lambda: (s := send_rate_status()) is not None and s.lowered and s, timeout=10, what="a lowered rate"
+        lambda: re.search(r"send rate lowered to ([\d.]+)/s", full_logs(workers)),
+        timeout=60,
+        what="a lowered rate",
     )
-    assert lowered.current_per_second < 12  # halved (10/s), plus what it regained since
+    assert float(lowered[1]) <= 10  # at least halved
 
     wait_until(lambda: all_sent(120), timeout=120, what=f"120 sent after the pushback; now {statuses()}")
     wait_until(lambda: not send_rate_status().lowered, timeout=30, what="the rate back at 20/s")
-    assert faulty_smtp.busy_answers >= 1
+    assert faulty_smtp.data_replies == []  # all three 421s were given
     assert faulty_smtp.recipients() == {email: 1 for email in emails}
-    logs = "".join(path.read_text(errors="replace") for path in workers.log_dir.glob("*.log"))
-    assert "send rate lowered to" in logs
-    assert "send rate recovered to the configured 20/s" in logs
+    assert "send rate recovered to the configured 20/s" in full_logs(workers)
 
 
 def test_warm_up_cap_holds_across_workers(sample_papers, workers: Workers, faulty_smtp, settings) -> None:

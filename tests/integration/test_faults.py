@@ -59,9 +59,16 @@ def test_worker_killed_mid_chunk_delivers_every_digest_and_repeats_at_most_the_o
     sample_papers, workers: Workers, faulty_smtp: RecordingSMTPServer
 ) -> None:
     emails = due_subscribers(12)
-    # Slow answers: the worker is killed in the middle of its chunk, most likely while it waits for
-    # the 250 of a message the server has already recorded.
-    faulty_smtp.delay = 0.25
+    # The server holds its answer to the third message: the worker is killed mid-chunk while it waits
+    # for the 250 of a message the server has already recorded, however slow the machine is.
+    third_recorded, answer = threading.Event(), threading.Event()
+
+    def hold_the_third(envelope: object) -> None:
+        if len(faulty_smtp.messages) == 3:
+            third_recorded.set()
+            answer.wait(timeout=WORKER_START)
+
+    faulty_smtp.on_data = hold_the_third
     faulty_smtp.start()
     smtp = faulty_smtp.email_env()
     first = workers.start(**smtp)
@@ -69,10 +76,11 @@ def test_worker_killed_mid_chunk_delivers_every_digest_and_repeats_at_most_the_o
     assert result.returncode == 0, result.stderr
     assert "queued 12 deliveries" in result.stdout
 
-    wait_until(lambda: len(faulty_smtp.messages) >= 3, timeout=WORKER_START, what="the first emails")
+    assert third_recorded.wait(timeout=WORKER_START), workers.logs()
     workers.kill(first)
+    answer.set()
     delivered_before = len(faulty_smtp.messages)
-    assert 3 <= delivered_before < 12, workers.logs()
+    assert delivered_before == 3, workers.logs()
     assert statuses().get(Delivery.Status.SENDING, 0) > 0  # the dead worker's claim is still there
 
     # A new worker and the next dispatcher run: the sweeper re-drives the stale claim.

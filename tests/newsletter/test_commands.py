@@ -190,3 +190,47 @@ def test_send_digests_queues_one_task_per_chunk() -> None:
     # Tasks are eager in tests: the chunk ran when it was queued, after its dispatch committed.
     assert [m.to for m in mail.outbox] == [[wanted.email]]
     assert run("send_digests").strip() == "queued 0 deliveries"
+
+
+def _served_again() -> tuple:
+    """A subscriber who got today's digest, then had their schedule moved back to now by hand (as the
+    README's "get a digest right away" does a second time the same day)."""
+    wanted, _, _ = _due_subscribers()
+    run("send_digests", "--now")
+    wanted.refresh_from_db()
+    PaperFactory(title="Quantization, the sequel", abstract="More quantization of weights.")
+    wanted.next_send_at = timezone.now() - timedelta(seconds=1)
+    wanted.save(update_fields=["next_send_at"])
+    period = Delivery.objects.get(subscriber=wanted).period
+    mail.outbox.clear()
+    return wanted, period
+
+
+def test_send_digests_says_why_a_due_subscriber_got_nothing() -> None:
+    wanted, period = _served_again()
+
+    out = run("send_digests", "--now")
+
+    assert out.splitlines() == [
+        "0 sent, 0 skipped, 0 failed, 0 deferred",
+        f"- subscriber {wanted.pk}: nothing sent, already has this period's digest ({period}); "
+        "their schedule moved on to the next one",
+    ]
+    assert mail.outbox == []
+    wanted.refresh_from_db()
+    assert wanted.next_send_at > timezone.now()
+
+
+def test_send_digests_dry_run_agrees_with_the_real_run_on_a_period_already_served() -> None:
+    wanted, period = _served_again()
+
+    dry = run("send_digests", "--dry-run")
+    queued = run("send_digests")
+
+    assert dry.splitlines() == [
+        "1 subscriber(s) due, 1 of them already have this period's digest (none is sent)",
+        f"- subscriber {wanted.pk}: nothing, already has this period's digest ({period})",
+    ]
+    assert queued.splitlines()[0] == "queued 0 deliveries"
+    assert f"- subscriber {wanted.pk}: nothing sent, already has this period's digest ({period})" in queued
+    assert Delivery.objects.filter(subscriber=wanted).count() == 1

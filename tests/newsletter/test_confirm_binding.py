@@ -104,3 +104,24 @@ def test_an_unsubscribed_address_with_a_sign_up_set_aside_gets_its_button(
     assert response.status_code == 302
     subscriber = Subscriber.objects.get()
     assert (subscriber.status, subscriber.interests) == (Subscriber.Status.ACTIVE, "graph neural networks")
+
+
+def test_a_confirmation_link_opened_after_unsubscribing_offers_the_one_way_back(
+    client, send_emails, mailoutbox
+) -> None:
+    sign_up(client, send_emails, "ada@example.org", **OWNER)
+    link = confirm_path(mailoutbox[0])
+    page = client.get(link)
+    client.post(link, {"csrfmiddlewaretoken": csrf_token(page)})
+    Subscriber.objects.update(status=Subscriber.Status.UNSUBSCRIBED)
+
+    page = client.get(link)
+    content = page.content.decode()
+    assert "This link has expired" in content
+    assert "Subscribe again" in content  # the manage page's resubscribe, not a blank sign-up form
+    (action,) = (part.split('"')[0] for part in content.split('action="')[1:] if "/resubscribe/" in part)
+
+    response = client.post(action, {"csrfmiddlewaretoken": csrf_token(page)})
+    assert response.status_code == 302
+    subscriber = Subscriber.objects.get()
+    assert (subscriber.status, subscriber.interests) == (Subscriber.Status.ACTIVE, "graph neural networks")

@@ -12,7 +12,13 @@ from django.utils import timezone
 
 from newsletter.models import Delivery, DeliveryItem, Subscriber
 from newsletter.services.delivery import deliveries_claim, deliveries_send
-from newsletter.services.dispatch import deliveries_sweep, digests_dispatch, digests_dispatch_iter
+from newsletter.services.dispatch import (
+    DueDigest,
+    deliveries_sweep,
+    digests_dispatch,
+    digests_dispatch_iter,
+    dispatch_plan,
+)
 from newsletter.services.schedule import next_send_time, period_key
 from newsletter.tasks import dispatch_digests
 from papers.services.ingest import papers_ingest_path
@@ -122,6 +128,27 @@ def test_no_second_delivery_for_the_same_period() -> None:
     # Moved on to tomorrow anyway, and the window was not advanced by the digest that was not sent.
     assert subscriber.next_send_at == now.replace(hour=20) + timedelta(days=1)
     assert subscriber.last_digest_at == now
+
+
+def test_the_plan_and_the_dispatcher_agree_on_who_already_has_this_periods_digest() -> None:
+    now = timezone.now().replace(hour=9, minute=0, second=0, microsecond=0)
+    served, fresh = due(next_send_at=now.replace(hour=8)), due(next_send_at=now.replace(hour=8))
+    digests_dispatch(now=now)
+    Delivery.objects.filter(subscriber=fresh).delete()  # as if fresh had never had today's digest
+    Subscriber.objects.filter(pk__in=[served.pk, fresh.pk]).update(next_send_at=now.replace(hour=10))
+    later = now.replace(hour=10, minute=5)
+    period = Delivery.objects.get(subscriber=served).period
+
+    plan = dispatch_plan(now=later)
+    already_served: list[DueDigest] = []
+    created = [i for chunk in digests_dispatch_iter(now=later, already_served=already_served) for i in chunk]
+
+    assert sorted(plan, key=lambda d: d.subscriber_id) == [
+        DueDigest(served.pk, period, already_has_digest=True),
+        DueDigest(fresh.pk, period, already_has_digest=False),
+    ]
+    assert already_served == [DueDigest(served.pk, period, already_has_digest=True)]
+    assert list(Delivery.objects.filter(id__in=created).values_list("subscriber_id", flat=True)) == [fresh.pk]
 
 
 # serialized_rollback: keeps the default topics (a data migration) for the tests that follow.

@@ -6,11 +6,12 @@ import dataclasses
 import random
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 from django.utils import timezone
 
 from newsletter.selectors import digest_preview, interests_preview, profiles_complete
-from newsletter.services.candidates import CandidatePool, PhraseHits, Pick, Profile, implied_topics
+from newsletter.services.candidates import CandidatePool, PhraseHits, Pick, Profile, Taste, implied_topics
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import digests_dispatch
 from newsletter.services.ranking import rank
@@ -104,6 +105,27 @@ def test_topic_speech_audio_gets_exactly_the_papers_tagged_with_it(sample_papers
 
     assert set(ids(picks)) == tagged
     assert all(f"Matches your topic: {speech.name}" in p.reasons for p in picks)
+
+
+def test_a_confident_reader_model_takes_over_most_of_the_topics_weight(sample_papers) -> None:
+    """The chosen topics count 3 without a model and 1 at full confidence (a topic holds a broad
+    field; the likes say which part of it the reader means): a model with no weights of its own
+    leaves only the topics term to change: by 2 x the paper's share of full topic strength."""
+    pool = pool_now()
+    bare = profile(topics=("speech-audio",), limit=300)
+    empty = Taste(features=np.zeros(0, np.int32), weights=np.zeros(0, np.float32))
+    scores = [
+        {p.paper.id: p.score for p in rank_one(dataclasses.replace(bare, taste=t), pool)}
+        for t in (dataclasses.replace(empty, confidence=0.0), dataclasses.replace(empty, confidence=1.0))
+    ]
+
+    column = pool.topic_column[Topic.objects.get(slug="speech-audio").id]
+    strength = {paper.id: pool.topics[j, column] for j, paper in enumerate(pool.papers)}
+    assert scores[0] and scores[0].keys() == scores[1].keys()
+    for paper_id, score in scores[0].items():
+        share = min(strength[paper_id] / 0.5, 1.0)  # ranking.TOPIC_FULL
+        assert share > 0
+        assert score - scores[1][paper_id] == pytest.approx((3.0 - 1.0) * share, abs=1e-3)
 
 
 def test_quantization_interest_puts_efficiency_papers_first(sample_papers) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from newsletter.models import Delivery, EmailEvent, Subscriber, Suppression
-from newsletter.selectors import stats_per_day, stats_subscribers
+from newsletter.selectors import DayStats, stats_per_day, stats_subscribers
 from newsletter.stats_charts import chart_deliveries, chart_papers, chart_rates, chart_subscribers
 from papers.models import Feed
 from papers.selectors import stats_feeds
@@ -101,6 +102,27 @@ def test_charts_are_svg_with_dates_on_the_axis_and_the_rate_line() -> None:
         assert "Nov 23" in chart or "Nov 22" in chart, name  # dates as tick labels, as text
     assert "Gmail's 0.3% limit" in rates
     assert "0.3%" in rates or "0.4%" in rates  # the percent axis
+
+
+def percent_ticks(svg_text: str) -> list[str]:
+    """The y-axis labels of the rate chart: text elements that are a bare percentage."""
+    return re.findall(r">(\d+(?:\.\d+)?%)</text>", svg_text)
+
+
+@pytest.mark.parametrize(
+    ("bounced", "sent", "ticks"),
+    [
+        (1, 1000, ["0.0%", "0.2%", "0.4%", "0.6%"]),  # low rates: the 0.3% line sets the scale
+        (4, 100, ["0%", "1%", "2%", "3%", "4%"]),
+        (1, 4, ["0%", "10%", "20%"]),
+    ],
+)
+def test_rate_chart_ticks_are_round_evenly_named_percentages(
+    bounced: int, sent: int, ticks: list[str]
+) -> None:
+    days = [DayStats(day=NOW.date() - timedelta(days=n), sent=sent, bounced=bounced) for n in (1, 0)]
+
+    assert percent_ticks(svg(chart_rates(days))) == ticks
 
 
 def test_stats_page_is_for_staff_only() -> None:

@@ -3,13 +3,15 @@ unsubscribing works without cookies or CSRF."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
 from newsletter.models import Subscriber
 from newsletter.services.tokens import Purpose
 from tests.factories import SubscriberFactory
-from tests.newsletter.helpers import NOW, submit, url
+from tests.newsletter.helpers import NOW, csrf_token, submit, url
 
 pytestmark = pytest.mark.django_db
 
@@ -34,6 +36,35 @@ def test_unsubscribe_form_post_unsubscribes(client: Client) -> None:
     subscriber.refresh_from_db()
     assert subscriber.status == Subscriber.Status.UNSUBSCRIBED
     assert subscriber.next_send_at is None
+
+
+def resubscribe_form(html: str) -> str:
+    """The action of the page's "Subscribe again" form."""
+    found = re.search(r'<form method="post" action="([^"]+)"[^>]*>.*?Subscribe again</button>', html, re.S)
+    assert found, html
+    return found.group(1)
+
+
+@pytest.mark.parametrize("visit", ["after the post", "a second visit to the link"])
+def test_subscribe_again_from_the_unsubscribe_link_keeps_the_preferences(client: Client, visit: str) -> None:
+    """The same one-click path as the manage page's, never the blank sign-up form."""
+    subscriber = SubscriberFactory(interests="parsing", papers_per_digest=3, next_send_at=NOW)
+    unsubscribe = url("unsubscribe", subscriber, Purpose.UNSUBSCRIBE)
+    page = submit(client, unsubscribe)
+    if visit == "a second visit to the link":
+        page = client.get(unsubscribe)
+    html = page.content.decode()
+    assert "You are unsubscribed" in html
+
+    action = resubscribe_form(html)
+    assert action == url("manage", subscriber, Purpose.MANAGE) + "resubscribe/"
+    response = client.post(action, {"csrfmiddlewaretoken": csrf_token(page)}, follow=True)
+
+    subscriber.refresh_from_db()
+    assert subscriber.status == Subscriber.Status.ACTIVE
+    assert (subscriber.interests, subscriber.papers_per_digest) == ("parsing", 3)
+    assert "Welcome back" in response.content.decode()
+    assert f'<a href="{url("manage", subscriber, Purpose.MANAGE)}"' in html  # the header link too
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def _day_one() -> Iterator[None]:
 def ingest_all(paths: list[Path]) -> IngestReport:
     report = IngestReport()
     for path in paths:
-        report.merge(papers_ingest_path(path=path))
+        report.merge(papers_ingest_path(path=path, created_before=report.created_ids))
     return report
 
 
@@ -80,7 +80,12 @@ def test_sample_files_yield_one_paper_per_distinct_title(sample_files: list[Path
 
     report = ingest_all(sample_files)
 
-    assert (report.created, report.created + report.updated + report.unchanged) == (distinct, listings)
+    assert (report.created, report.duplicates, report.updated, report.unchanged) == (
+        distinct,
+        listings - distinct,
+        0,
+        0,
+    )
     assert report.rejected == [] and report.errors == []
     assert Paper.objects.count() == distinct
     expected_keys = {naive_key(t) for p in sample_files for _, t in listing_titles(p)}
@@ -255,6 +260,24 @@ def test_a_richer_later_record_updates_the_paper_and_its_topics() -> None:
     assert (paper.external_id, paper.abstract, paper.authors) == ("1508.01211", richer, ["William Chan"])
     assert paper.updated_at == DAY_TWO
     assert "speech-audio" in set(paper.topics.values_list("slug", flat=True))
+
+
+def test_a_paper_repeated_within_one_run_is_a_merged_duplicate_not_an_update(monkeypatch) -> None:
+    monkeypatch.setattr(ingest, "BATCH_SIZE", 2)  # the repeats fall in the same and in a later batch
+    short = {"id": "2401.00001", "title": "Sparse Experts", "summary": "Experts."}
+    longer = {**short, "summary": "Sparse mixtures of experts route each token to two experts."}
+    other = {"id": "2401.00002", "title": "Dense Experts", "summary": "Dense."}
+
+    first = papers_ingest_bytes(data=hf_json(short, longer, other, short), name="day.json")
+    second = papers_ingest_bytes(data=hf_json(longer), name="again.json", created_before=first.created_ids)
+
+    assert (first.created, first.duplicates, first.updated, first.unchanged) == (2, 2, 0, 0)
+    assert (second.created, second.duplicates, second.updated, second.unchanged) == (0, 1, 0, 0)
+    assert Paper.objects.get(external_id="2401.00001").abstract == longer["summary"]
+    later_run = papers_ingest_bytes(data=hf_json(longer), name="tomorrow.json")
+    assert (later_run.duplicates, later_run.unchanged) == (0, 1)
+    assert first.counts() == "2 created, 2 duplicates merged, 0 updated, 0 unchanged, 0 rejected"
+    assert later_run.counts() == "0 created, 0 updated, 1 unchanged, 0 rejected"
 
 
 def test_popularity_never_decreases_when_an_older_file_is_reread() -> None:

@@ -2,9 +2,9 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from newsletter.models import Subscriber
-from newsletter.selectors import digest_preview, subscribers_due
+from newsletter.selectors import digest_preview
 from newsletter.services.delivery import deliveries_send
-from newsletter.services.dispatch import dispatch_round
+from newsletter.services.dispatch import DueDigest, dispatch_plan, dispatch_round
 from newsletter.tasks import chunks_queue
 
 
@@ -21,14 +21,17 @@ class Command(BaseCommand):
     def handle(self, *args, now: bool, dry_run: bool, **options) -> None:
         if dry_run:
             self._dry_run()
-        elif now:
-            self._send_here()
+            return
+        served: list[DueDigest] = []
+        if now:
+            self._send_here(served)
         else:
-            self.stdout.write(f"queued {chunks_queue(dispatch_round())} deliveries")
+            self.stdout.write(f"queued {chunks_queue(dispatch_round(already_served=served))} deliveries")
+        self._explain(served)
 
-    def _send_here(self) -> None:
+    def _send_here(self, served: list[DueDigest]) -> None:
         sent = failed = deferred = skipped = 0
-        for chunk in dispatch_round():
+        for chunk in dispatch_round(already_served=served):
             result = deliveries_send(delivery_ids=chunk)
             sent += len(result.sent)
             failed += len(result.failed)
@@ -36,12 +39,31 @@ class Command(BaseCommand):
             skipped += len(result.skipped)
         self.stdout.write(f"{sent} sent, {skipped} skipped, {failed} failed, {deferred} deferred")
 
+    def _explain(self, served: list[DueDigest]) -> None:
+        # A due subscriber who got nothing must not look like a silent failure.
+        for due in served:
+            self.stdout.write(
+                f"- subscriber {due.subscriber_id}: nothing sent, already has this period's digest "
+                f"({due.period}); their schedule moved on to the next one"
+            )
+
     def _dry_run(self) -> None:
         now = timezone.now()
-        due = subscribers_due(now=now)
-        self.stdout.write(f"{len(due)} subscriber(s) due")
-        for subscriber in Subscriber.objects.filter(id__in=due[:50]).order_by("id"):
-            picks = digest_preview(subscriber=subscriber, now=now)
-            self.stdout.write(f"- subscriber {subscriber.pk}: {len(picks)} paper(s)")
+        plan = dispatch_plan(now=now)
+        served = sum(due.already_has_digest for due in plan)
+        self.stdout.write(
+            f"{len(plan)} subscriber(s) due"
+            + (f", {served} of them already have this period's digest (none is sent)" if served else "")
+        )
+        subscribers = Subscriber.objects.in_bulk([due.subscriber_id for due in plan[:50]])
+        for due in plan[:50]:
+            if due.already_has_digest:
+                self.stdout.write(
+                    f"- subscriber {due.subscriber_id}: nothing, "
+                    f"already has this period's digest ({due.period})"
+                )
+                continue
+            picks = digest_preview(subscriber=subscribers[due.subscriber_id], now=now)
+            self.stdout.write(f"- subscriber {due.subscriber_id}: {len(picks)} paper(s)")
             for pick in picks:
                 self.stdout.write(f"    [{pick.score:.2f}] {pick.paper.title}")

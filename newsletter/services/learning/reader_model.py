@@ -19,7 +19,7 @@ weights and stored in ReaderModel with
   the model alone makes a paper eligible (relative to this reader, not a fixed number);
 - `confidence`: the square root of evidence / EVIDENCE_FULL, capped at 1 (a like or dismissal is 1,
   a passed paper PASSED_WEIGHT), which ranking multiplies the model's weight by.
-Measured alternatives: docs/notes/eval.md. Fitting runs in a Celery task when feedback changes;
+Measured alternatives: docs/ranking.md. Fitting runs in a Celery task when feedback changes;
 ranking only multiplies a chunk's stored vectors, stacked, with the papers' vectors.
 """
 

@@ -31,10 +31,19 @@ class Command(BaseCommand):
                     report.errors.append((name, str(exc)))
                     continue
                 part = papers_ingest_bytes(
-                    data=fetched.data, name=name, model=model, on_progress=progress.update
+                    data=fetched.data,
+                    name=name,
+                    model=model,
+                    on_progress=progress.update,
+                    created_before=report.created_ids,
                 )
             else:
-                part = papers_ingest_path(path=Path(name), model=model, on_progress=progress.update)
+                part = papers_ingest_path(
+                    path=Path(name),
+                    model=model,
+                    on_progress=progress.update,
+                    created_before=report.created_ids,
+                )
             report.merge(part)
         progress.close()
         self._print(report, quiet=quiet)
@@ -48,10 +57,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"rejected {name}: {rejection.position}: {rejection.reason}")
         for name, message in report.errors:
             self.stderr.write(f"error {name}: {message}")
-        self.stdout.write(
-            f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
-            f"{len(report.rejected)} rejected, {len(report.errors)} input(s) failed"
-        )
+        self.stdout.write(f"{report.counts()}, {len(report.errors)} input(s) failed")
 
 
 def _expand(inputs: list[str]) -> list[str]:

@@ -147,7 +147,9 @@ def test_redis_unavailable_puts_the_chunk_off_rather_than_sending_unmetered(sett
 
 def test_a_cut_halves_the_shared_rate_once_per_burst_then_it_climbs_back(settings) -> None:
     settings.NEWSLETTER_SEND_RATE = "40/s"
-    settings.NEWSLETTER_RATE_RECOVERY_SECONDS = 1
+    # Back from 20/s to 40/s in 4 s, 5/s per second: a loaded machine may take a second between the
+    # cut and the reading below (with 1 s, 25 ms late failed the test under the parallel suite).
+    settings.NEWSLETTER_RATE_RECOVERY_SECONDS = 4
     first, second = pacer_for_chunk(), pacer_for_chunk()
     assert send_rate_status().lowered is False
 
@@ -155,9 +157,9 @@ def test_a_cut_halves_the_shared_rate_once_per_burst_then_it_climbs_back(setting
     assert second.slow_down(reason="421 slow down") is False  # the same pushback, seen by another worker
     status = send_rate_status()
     assert status.lowered is True
-    assert status.current_per_second <= 20.5  # half, plus what it regained since
+    assert status.current_per_second <= 25  # half, plus what it regained since
 
-    time.sleep(1.1)  # the whole recovery period: back to the configured rate, whatever the machine
+    time.sleep(4.1)  # the whole recovery period: back to the configured rate, whatever the machine
     assert send_rate_status().lowered is False
 
 
