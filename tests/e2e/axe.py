@@ -1,7 +1,7 @@
 """axe-core (bundled by axe-playwright-python) on a page in Chromium, in both colour schemes.
 
 Serious and critical findings fail the test; moderate and minor ones are returned so a test can show
-them (docs/notes/archive.md lists the ones that remain and why).
+them (docs/architecture.md#accessibility-and-the-journey-test: none remain on the pages checked).
 """
 
 from __future__ import annotations

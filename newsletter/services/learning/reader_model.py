@@ -80,7 +80,7 @@ def taste_fit(
     rated = sparse.vstack([positives, negatives]).tocsr()
     # Query expansion: each liked paper widens the interests (Rocchio: the centroid of the interests
     # and the likes; the passed papers are too noisy to subtract, the reader may simply not have
-    # clicked). Measured against interests + 2 x centroid(likes): docs/notes/eval.md.
+    # clicked). Measured against interests + 2 x centroid(likes): docs/ranking.md.
     widened = _centroid(positives) - ROCCHIO_NEGATIVE * _centroid(dismissed)
     evidence = liked.shape[0] + dismissed.shape[0] + PASSED_WEIGHT * passed.shape[0]
     if (

@@ -204,7 +204,7 @@ def test_a_phrase_reader_beats_bm25_and_every_round_of_likes_holds_the_first(sam
     assert first >= result["baselines"]["bm25"][0]
     assert sum(later) / len(later) >= first, result["mean"]
     # Liking every list member shown, no round falls below the first. Liking at most two, the
-    # second round may lose one of the 40 judged papers (docs/notes/eval.md: a paper is ±0.025).
+    # second round may lose one of the 40 judged papers (docs/ranking.md: a paper is ±0.025).
     one_paper = 1 / (10 * len(result["lists"]))
     slack = 0.0 if feedback == "likes" else one_paper
     assert all(value >= first - slack - 1e-9 for value in later), result["mean"]
