@@ -23,7 +23,7 @@ from newsletter.selectors import picks_recorded
 from newsletter.services.candidates import Pick
 from newsletter.services.digest_templates import PaperRow, digest_render
 from newsletter.services.emails import build_email
-from newsletter.services.tokens import Purpose, feedback_link, link
+from newsletter.services.tokens import Purpose, feedback_links, link
 from papers.selectors import CandidatePaper, topic_names
 
 # About three lines of the email's 544 px text column (two on a wide client, five on a phone).
@@ -134,11 +134,12 @@ class PaperRowCache:
     def rows(self, picks: Sequence[Pick], *, subscriber: Subscriber) -> list[PaperRow]:
         """The rows of one reader's picks, each with that reader's feedback links."""
         result = []
+        feedback_link = feedback_links(subscriber=subscriber)
         for number, pick in enumerate(picks, start=1):
             row = self._rows.get(pick.paper.id)
             if row is None:
                 row = self._rows[pick.paper.id] = _paper_row(pick.paper, self.names, self.abstract_chars)
-            feedback = feedback_link(subscriber=subscriber, paper_id=pick.paper.id)
+            feedback = feedback_link(pick.paper.id)
             result.append(
                 replace(
                     row,

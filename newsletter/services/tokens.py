@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -142,10 +143,6 @@ def ascii_id(value: object) -> int | None:
     return None
 
 
-def _feedback_message(subscriber_id: int, paper_id: int, fingerprint: str) -> str:
-    return f"{subscriber_id}.{paper_id}.{fingerprint}"
-
-
 @lru_cache(maxsize=8)
 def _feedback_mac(secret: str) -> hmac.HMAC:
     """HMAC-SHA256 keyed for feedback links and this secret, set up once per process: each signature
@@ -154,16 +151,26 @@ def _feedback_mac(secret: str) -> hmac.HMAC:
     return hmac.new(key, digestmod=hashlib.sha256)
 
 
-def _feedback_signature(message: str, secret: str) -> str:
+def _feedback_signer(subscriber_id: int, fingerprint: str, secret: str) -> Callable[[int], str]:
+    """The signature of "<subscriber>.<paper>.<fingerprint>" for each paper of one reader: the MAC
+    state after "<subscriber>." and the fingerprint's bytes are made once per reader, so each link is
+    a copy and one short update."""
     mac = _feedback_mac(secret).copy()
-    mac.update(message.encode())
-    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+    mac.update(f"{subscriber_id}.".encode())
+    suffix = f".{fingerprint}"
+
+    def sign(paper_id: int) -> str:
+        paper_mac = mac.copy()
+        paper_mac.update(f"{paper_id}{suffix}".encode())
+        return base64.urlsafe_b64encode(paper_mac.digest()).rstrip(b"=").decode()
+
+    return sign
 
 
 def feedback_token(*, subscriber: Subscriber, paper_id: int) -> str:
     """The same string every time for the pair (like the manage link); token_key rotation revokes it."""
-    message = _feedback_message(subscriber.pk, paper_id, _fingerprint(subscriber))
-    return f"{subscriber.pk}.{paper_id}.{_feedback_signature(message, settings.SECRET_KEY)}"
+    signature = _feedback_signer(subscriber.pk, _fingerprint(subscriber), settings.SECRET_KEY)(paper_id)
+    return f"{subscriber.pk}.{paper_id}.{signature}"
 
 
 def feedback_token_load(*, token: str) -> tuple[Subscriber, int] | None:
@@ -180,17 +187,25 @@ def feedback_token_load(*, token: str) -> tuple[Subscriber, int] | None:
     subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
     if subscriber is None:
         return None
-    message = _feedback_message(subscriber_id, paper_id, _fingerprint(subscriber))
+    fingerprint = _fingerprint(subscriber)
     # SECRET_KEY_FALLBACKS keep old emails' links working while the secret is rotated, as for the others.
     for secret in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
-        if hmac.compare_digest(_feedback_signature(message, secret), parts[2]):
+        if hmac.compare_digest(_feedback_signer(subscriber_id, fingerprint, secret)(paper_id), parts[2]):
             return subscriber, paper_id
     return None
 
 
 def feedback_link(*, subscriber: Subscriber, paper_id: int) -> str:
     """Absolute URL of the feedback page of one paper; "more/" or "less/" is appended per choice."""
-    return f"{settings.SITE_URL}/feedback/{feedback_token(subscriber=subscriber, paper_id=paper_id)}/"
+    return feedback_links(subscriber=subscriber)(paper_id)
+
+
+def feedback_links(*, subscriber: Subscriber) -> Callable[[int], str]:
+    """feedback_link of each paper for one reader (a digest's twenty links): what depends on the
+    reader alone (URL prefix, fingerprint, MAC state) is computed once."""
+    prefix = f"{settings.SITE_URL}/feedback/{subscriber.pk}."
+    sign = _feedback_signer(subscriber.pk, _fingerprint(subscriber), settings.SECRET_KEY)
+    return lambda paper_id: f"{prefix}{paper_id}.{sign(paper_id)}/"
 
 
 def link(*, subscriber: Subscriber, purpose: Purpose, object_id: int | None = None) -> str:

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from datetime import timedelta
 
 import pytest
 import time_machine
 
-from newsletter.models import new_token_key
-from newsletter.services.tokens import Purpose, link, token_delivery, token_make, token_subscriber
+from newsletter.models import Subscriber, new_token_key
+from newsletter.services.tokens import (
+    Purpose,
+    feedback_link,
+    feedback_links,
+    feedback_token,
+    feedback_token_load,
+    link,
+    token_delivery,
+    token_make,
+    token_subscriber,
+)
 from tests.factories import DeliveryFactory, SubscriberFactory
 from tests.newsletter.helpers import NOW
 
@@ -149,3 +162,32 @@ def test_links_are_absolute_urls_on_the_site(settings) -> None:
     prefix = "https://papers.example.com/unsubscribe/"
     assert url.startswith(prefix) and url.endswith("/")
     assert token_subscriber(token=url[len(prefix) : -1], purpose=Purpose.UNSUBSCRIBE) == subscriber
+
+
+# --- feedback links, signed once per reader -----------------------------------------------------
+
+
+def test_a_readers_feedback_links_are_hmacs_of_the_pair_and_fingerprint(settings) -> None:
+    """feedback_links computes the reader's part once; every link is still the documented HMAC, so
+    links in digests sent before (and feedback_token, feedback_link) agree with it."""
+    reader = Subscriber(pk=41, email="reader@example.org", token_key="k" * 20 + "z" * 12)
+    key = hashlib.sha256(f"newsletter.token.feedback:{settings.SECRET_KEY}".encode()).digest()
+    links = feedback_links(subscriber=reader)
+
+    for paper_id in (1, 9, 10, 123456789012):
+        mac = hmac.new(key, f"41.{paper_id}.{'k' * 12}".encode(), hashlib.sha256).digest()
+        token = f"41.{paper_id}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+        assert feedback_token(subscriber=reader, paper_id=paper_id) == token
+        assert links(paper_id) == feedback_link(subscriber=reader, paper_id=paper_id)
+        assert links(paper_id) == f"{settings.SITE_URL}/feedback/{token}/"
+
+
+@pytest.mark.django_db
+def test_feedback_links_load_back_to_their_reader_and_paper() -> None:
+    reader = SubscriberFactory()
+    links = feedback_links(subscriber=reader)
+
+    for paper_id in (3, 30):
+        token = links(paper_id).rstrip("/").rsplit("/", 1)[1]
+        assert feedback_token_load(token=token) == (reader, paper_id)
+        assert feedback_token_load(token=token.replace(f".{paper_id}.", f".{paper_id + 1}.")) is None
