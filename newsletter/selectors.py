@@ -106,8 +106,9 @@ def reader_models(
 def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[int]) -> set[tuple[int, int]]:
     """(subscriber id, paper id) pairs among these that some earlier digest already carried, or that
     the reader rated (a paper of their library is a like: they have it already). One query."""
-    sent = DeliveryItem.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids)
-    rated = Feedback.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids)
+    # No ORDER BY in the UNION's parts (DeliveryItem's Meta has one): SQLite refuses it there.
+    sent = DeliveryItem.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids).order_by()
+    rated = Feedback.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids).order_by()
     return set(
         sent.values_list("subscriber_id", "paper_id").union(rated.values_list("subscriber_id", "paper_id"))
     )

@@ -29,6 +29,30 @@ data = {"email": sys.argv[1], "interests": "speech", "frequency": "daily", "week
 print(client.post("/subscribe/", data, REMOTE_ADDR=sys.argv[2]).status_code)
 """
 
+# A reader with a like on the zero-setup database (SQLite): the manage page and a digest sent now.
+# The test suite runs on PostgreSQL; this is what `make run` runs on.
+READER_ON_SQLITE = """
+import django
+django.setup()
+from django.core.management import call_command
+from django.test import Client
+from django.test.utils import setup_test_environment
+from django.utils import timezone
+setup_test_environment()
+from newsletter.models import Delivery, Feedback
+from newsletter.services.tokens import Purpose, token_make
+from papers.models import Paper
+from tests.factories import SubscriberFactory
+call_command("ingest_papers", "papers/sample_data", verbosity=0)
+reader = SubscriberFactory(interests="speech recognition, text to speech", next_send_at=timezone.now())
+ask2mask = Paper.objects.get(title__startswith="Ask2Mask:")
+Feedback.objects.create(subscriber=reader, paper=ask2mask, choice="more")
+manage = Client().get(f"/manage/{token_make(subscriber=reader, purpose=Purpose.MANAGE)}/")
+call_command("send_digests", "--now", verbosity=0)
+from django.core import mail
+print(manage.status_code, Delivery.objects.get().status, len(mail.outbox))
+"""
+
 
 def local(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {
@@ -69,3 +93,12 @@ def test_a_busy_web_port_is_reported_with_what_to_do() -> None:
     assert result.returncode == 1
     assert f"Port {port} is already in use" in result.stdout
     assert f"make run WEB_PORT={port + 1}" in result.stdout
+
+
+def test_a_reader_with_a_like_gets_the_manage_page_and_a_digest_on_sqlite(tmp_path) -> None:
+    migrated = local(tmp_path, "manage.py", "migrate", "--noinput", "-v0")
+    assert migrated.returncode == 0, migrated.stderr
+
+    result = local(tmp_path, "-c", READER_ON_SQLITE)
+
+    assert result.stdout.splitlines()[-1].split() == ["200", "sent", "1"], result.stderr[-3000:]
