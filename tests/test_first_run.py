@@ -72,7 +72,8 @@ def local(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 def test_migrate_alone_gives_a_working_sign_up_with_a_limit_shared_between_processes(tmp_path) -> None:
     migrated = local(tmp_path, "manage.py", "migrate", "--noinput", "-v0")
     assert migrated.returncode == 0, migrated.stderr
-    address = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"  # a fresh bucket per run
+    # A fresh bucket per run: IPv6 clients are limited per /64, so the random part is the network.
+    address = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
 
     first = local(tmp_path, "-c", SIGN_UP, "first@example.org", address)
     second = local(tmp_path, "-c", SIGN_UP, "second@example.org", address)
