@@ -17,6 +17,7 @@ runs without feedback), and, where both revisions have them, the feedback phases
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -170,6 +171,14 @@ def worktree_prepare(rev: str, log: Callable[[str], None]) -> Path:
     return path
 
 
+def database_drop(name: str) -> None:
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", f'DROP DATABASE IF EXISTS "{name}"'],
+        check=True,
+        capture_output=True,
+    )
+
+
 def side_run(*, root: Path, database: str, bench_args: list[str], log: Callable[[str], None]) -> dict:
     """One bench_digests process of the checkout at `root`; its JSON report."""
     env = {
@@ -197,11 +206,17 @@ def compare_run(
     *, rev: str, subscribers: int, papers: int, seed: int, runs: int, log: Callable[[str], None] = print
 ) -> list[Run]:
     base_root = worktree_prepare(rev, log)
+    # The working tree's database is named after its path, so two checkouts never share one.
+    head_database = f"paper_digest_bench_head_{hashlib.sha1(str(REPO).encode()).hexdigest()[:8]}"
     roots = {
         "base": (base_root, f"paper_digest_bench_{base_root.name}"),
-        "head": (REPO, "paper_digest_bench_head"),
+        "head": (REPO, head_database),
     }
     bench_args = ["--subscribers", str(subscribers), "--papers", str(papers), "--seed", str(seed)]
+    # Fresh databases for the sitting: one left by an earlier sitting may hold another revision's
+    # schema (a column this revision does not fill), and bench_digests only migrates forward.
+    for _, database in roots.values():
+        database_drop(database)
     results = []
     for index, side in enumerate(order(runs), start=1):
         root, database = roots[side]
