@@ -94,6 +94,27 @@ def _tastes(profiles: Sequence[Profile]) -> sparse.csr_matrix:
     return sparse.csr_matrix((data, indices, indptr), shape=(len(parts), N_FEATURES))
 
 
+def _topic_strength(
+    weighted_topics: Sequence[Sequence[tuple[int, float]]], pool: CandidatePool
+) -> np.ndarray:
+    """s x p: each paper's topic scores summed over a subscriber's (topic id, weight) pairs; topics
+    no paper of the pool has are left out."""
+    cells = [
+        (i, column, weight)
+        for i, topics in enumerate(weighted_topics)
+        for topic_id, weight in topics
+        if (column := pool.topic_column.get(topic_id)) is not None
+    ]
+    rows = sparse.csr_matrix(
+        (
+            np.array([w for *_, w in cells], dtype=np.float32),
+            ([i for i, _, _ in cells], [c for _, c, _ in cells]),
+        ),
+        shape=(len(weighted_topics), pool.topics.shape[1]),
+    )
+    return np.asarray((rows @ pool.topics.T).todense())
+
+
 def rank(
     *, profiles: Sequence[Profile], pool: CandidatePool, already_sent: set[tuple[int, int]]
 ) -> list[list[Pick]]:
@@ -104,25 +125,8 @@ def rank(
         return [[] for _ in profiles]
     s = len(profiles)
 
-    triples = [(i, pool.topic_column.get(t)) for i, pr in enumerate(profiles) for t in pr.topic_ids]
-    triples = [(i, c) for i, c in triples if c is not None]
-    chosen_topics = sparse.csr_matrix(
-        (np.ones(len(triples), dtype=np.float32), ([i for i, _ in triples], [c for _, c in triples])),
-        shape=(s, pool.topics.shape[1]),
-    )
-    topic_strength = np.asarray((chosen_topics @ pool.topics.T).todense())
-    implied = [
-        (i, pool.topic_column.get(t), w) for i, pr in enumerate(profiles) for t, w in pr.implied_topics
-    ]
-    implied = [(i, c, w) for i, c, w in implied if c is not None]
-    implied_topics = sparse.csr_matrix(
-        (
-            np.array([w for *_, w in implied], dtype=np.float32),
-            ([i for i, _, _ in implied], [c for _, c, _ in implied]),
-        ),
-        shape=(s, pool.topics.shape[1]),
-    )
-    implied_strength = np.asarray((implied_topics @ pool.topics.T).todense())
+    topic_strength = _topic_strength([[(t, 1.0) for t in pr.topic_ids] for pr in profiles], pool)
+    implied_strength = _topic_strength([pr.implied_topics for pr in profiles], pool)
     queries = interest_queries([pr.interests for pr in profiles], [pr.anchors for pr in profiles])
     similarity = np.asarray((queries @ pool.vectors_t).todense())
     query_features = np.diff(queries.indptr).astype(np.float64)
