@@ -23,18 +23,15 @@ import os
 import statistics
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.cpu import CALIBRATION_REFERENCE_S, calibrate
+
 REPO = Path(__file__).resolve().parent.parent
 WORKTREES = REPO / "var" / "bench-compare"
 
-CALIBRATION_LOOP = 5_000_000
-# The loop's CPU seconds on the machine that the calibrated figures are expressed for (this VM in a
-# fast hour). Only a unit: any fixed value makes calibrated figures of different runs comparable.
-CALIBRATION_REFERENCE_S = 0.25
 # A ratio counts as a change only when every pair agrees on its side of 1 and the mean is past this.
 NOISE = 0.05
 
@@ -46,18 +43,6 @@ PHASE_GROUPS = {
     "deliver-fb": ("deliver-fb", "deliver-fb-2"),
 }
 METRICS = ("workers", "postgres", "total")
-
-
-def calibrate(loop: int = CALIBRATION_LOOP, repeats: int = 3) -> float:
-    """CPU seconds of a fixed pure-Python loop (the least of `repeats`): the machine's speed now."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.process_time()
-        total = 0
-        for i in range(loop):
-            total += i & 7
-        best = min(best, time.process_time() - started)
-    return best
 
 
 @dataclass

@@ -7,6 +7,7 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.cpu import CALIBRATION_REFERENCE_S
 from bench.runner import Phase, Report
 
 TARGET_PER_SECOND = 500
@@ -52,6 +53,7 @@ def report_table(report: Report) -> str:
             f"{p.name:<11}{p.subscribers:>12,}{p.workers:>8}{cpu['workers']:>13.2f}{cpu['postgres']:>10.2f}"
             f"{cpu['redis']:>8.2f}{cpu['smtp_sink']:>11.2f}{cpu['total']:>8.2f}{busy:>12.2f}"
         )
+    lines += calibrated_table(report)
     lines.append("")
     for data in report.data:
         lines.append(
@@ -66,6 +68,40 @@ def report_table(report: Report) -> str:
         )
     lines += ["", *verdicts(report)]
     return "\n".join(lines)
+
+
+def calibrated_ms(phase: Phase, metric: str) -> float | None:
+    """CPU ms per digest as if the calibration loop had taken CALIBRATION_REFERENCE_S: comparable across
+    runs and hours on this VM, whose speed moves up to 3x (the method of make bench-compare)."""
+    if not phase.calibration_s or metric not in phase.cpu_ms:
+        return None
+    return phase.cpu_ms[metric] * CALIBRATION_REFERENCE_S / phase.calibration_s
+
+
+def calibrated_table(report: Report) -> list[str]:
+    """Calibrated CPU per digest, and how many times less total CPU a digest takes than the naive
+    baseline's of the same size in the same run."""
+    rows = [p for p in report.phases if calibrated_ms(p, "total") is not None]
+    if not rows:
+        return []
+    naive = {p.subscribers: calibrated_ms(p, "total") for p in rows if p.name == "naive"}
+    lines = [
+        "",
+        f"Calibrated CPU ms per digest (ms x {CALIBRATION_REFERENCE_S} s / the calibration loop's seconds, "
+        "timed before each phase)",
+        f"{'phase':<13}{'subscribers':>12}{'workers':>8}{'loop s':>8}{'worker code':>13}{'postgres':>10}"
+        f"{'total':>8}{'x naive':>9}",
+    ]
+    for p in rows:
+        total = calibrated_ms(p, "total")
+        base = naive.get(p.subscribers)
+        times = f"{base / total:.0f}x" if base and total and p.name != "naive" else "-"
+        workers, postgres = calibrated_ms(p, "workers"), calibrated_ms(p, "postgres")
+        lines.append(
+            f"{p.name:<13}{p.subscribers:>12,}{p.workers:>8}{p.calibration_s:>8.3f}"
+            f"{workers:>13.2f}{postgres:>10.2f}{total:>8.2f}{times:>9}"
+        )
+    return lines
 
 
 def verdicts(report: Report) -> list[str]:

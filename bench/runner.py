@@ -32,7 +32,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from bench.cpu import ServerCpu, process_cpu, self_cpu, thread_cpu
+from bench.cpu import ServerCpu, calibrate, process_cpu, self_cpu, thread_cpu
 from bench.data import bench_data_create, deliveries_reset, feedback_clear, feedback_create
 from bench.naive import naive_run
 from config.celery import app
@@ -66,6 +66,9 @@ class Phase:
     chunks: int | None = None
     # CPU milliseconds per digest, by part of the system: workers, postgres, redis, smtp_sink, total.
     cpu_ms: dict[str, float] = field(default_factory=dict)
+    # CPU seconds of the fixed calibration loop (bench/cpu.py) timed just before the phase: the
+    # machine's speed at that moment, so the phase's CPU figures can be given as calibrated ms.
+    calibration_s: float | None = None
 
 
 @dataclass
@@ -289,6 +292,7 @@ def celery_phase(
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
         "-n", f"bench-{os.getpid()}-{name}@%h",
     ]  # fmt: skip
+    calibration = calibrate()
     with AutoAnalyze():
         elapsed, servers, sink_cpu = _timed_run(
             name=name, command=command, env=env, subscribers=subscribers, smtp=smtp
@@ -321,6 +325,7 @@ def celery_phase(
             servers=servers,
             sink=sink_cpu,
         ),
+        calibration_s=round(calibration, 4),
     )
 
 
@@ -330,6 +335,7 @@ def naive_phase(*, subscribers: int, papers: int, sample: int, smtp: AiosmtpdSin
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
     ids = list(Subscriber.objects.order_by("id").values_list("id", flat=True)[:sample])
+    calibration = calibrate()
     with AutoAnalyze():
         servers_before, sink_before, process_before = ServerCpu.now(), smtp.cpu(), self_cpu()
         started = time.perf_counter()
@@ -353,6 +359,7 @@ def naive_phase(*, subscribers: int, papers: int, sample: int, smtp: AiosmtpdSin
         p95_ms=round(_percentile(ms, 0.95), 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         cpu_ms=_cpu_ms(count=len(ids), workers=naive_cpu, servers=servers, sink=sink_cpu),
+        calibration_s=round(calibration, 4),
     )
 
 

@@ -62,6 +62,29 @@ def test_cpu_table_gives_ms_per_digest_and_how_busy_the_cores_were() -> None:
     assert "SMTP server: smtp-sink" in table
 
 
+def test_calibrated_table_scales_by_the_loop_and_compares_with_the_naive_baseline_of_the_same_run() -> None:
+    # The deliver phase ran in a slow moment (loop 0.5 s, twice the 0.25 s reference), the naive one
+    # in a fast one (0.25 s): calibrated, deliver is 2.5 ms, naive 500 ms, so 200x.
+    deliver = {"workers": 4.0, "postgres": 1.0, "redis": 0.0, "smtp_sink": 0.0, "total": 5.0}
+    naive = {"workers": 450.0, "postgres": 50.0, "redis": 0.0, "smtp_sink": 0.0, "total": 500.0}
+    report = Report(
+        machine=MACHINE,
+        phases=[
+            phase("deliver", per_second=380.0, cpu_ms=deliver, calibration_s=0.5),
+            phase("naive", workers=1, per_second=2.5, cpu_ms=naive, calibration_s=0.25),
+            phase("build", per_second=500.0, cpu_ms=deliver),  # no calibration: not in the table
+        ],
+    )
+
+    table = report_table(report).split("Calibrated CPU ms per digest")[1].splitlines()
+
+    rows = [line.split() for line in table if line.startswith(("deliver", "naive", "build"))]
+    assert rows == [
+        ["deliver", "10,000", "2", "0.500", "2.00", "0.50", "2.50", "200x"],
+        ["naive", "10,000", "1", "0.250", "450.00", "50.00", "500.00", "-"],
+    ]
+
+
 def test_proc_stat_parsing_survives_odd_process_names(tmp_path: Path) -> None:
     # The name is in parentheses and may itself hold ") (" and spaces; fields count from the last ")".
     fields = ["S", "41", *["0"] * 9, "150", "50", "7", "3", *["0"] * 30]
