@@ -1,12 +1,12 @@
-"""Subscriber pages. Views parse input, call one service, and render; the rules live in services."""
+"""Subscriber pages: sign-up, confirmation, the manage page, unsubscribe and the web copy. Views parse
+input, call one service, and render; the rules live in services. A reader's papers (feedback links,
+library, liked papers, archive, export) are in reader_views.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.middleware.csrf import CsrfViewMiddleware
@@ -17,24 +17,17 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from newsletter.client_address import client_key
 from newsletter.forms import LibraryForm, PreferencesForm, RequestLinkForm, SubscribeForm
-from newsletter.models import Feedback, Subscriber
+from newsletter.models import Subscriber
 from newsletter.selectors import (
     Preferences,
     digest_preview,
-    feedback_choice,
     feedback_given,
     library_entries,
     library_size,
     preferences_to_confirm,
-    subscriber_export,
 )
-from newsletter.services.archive import archive_export, digests_archived, feed_url, papers_liked_rows
-from newsletter.services.learning.feedback import feedback_record, feedback_remove, like_effect
-from newsletter.services.learning.library import LibraryReport, library_entry_remove, library_import
-from newsletter.services.ratelimit import rate_limit_exceeded
-from newsletter.services.render import PaperRowCache, digest_web_context, paper_card, paper_url
+from newsletter.services.render import PaperRowCache, digest_web_context, paper_url
 from newsletter.services.subscription import (
     awaits_confirmation,
     subscriber_confirm,
@@ -45,31 +38,13 @@ from newsletter.services.subscription import (
 )
 from newsletter.services.tokens import (
     Purpose,
-    ascii_id,
-    feedback_token_load,
     token_delivery,
     token_make,
     token_subscriber,
 )
 from newsletter.tasks import fit_reader_model, handle_link_request, handle_signup
-from papers.selectors import papers_by_ids, topic_names
-
-
-def _too_many(request: HttpRequest, scope: str, limit: int | None = None) -> bool:
-    return rate_limit_exceeded(
-        scope=scope,
-        key=client_key(request),
-        limit=limit or settings.NEWSLETTER_SIGNUPS_PER_IP_PER_HOUR,
-        window_seconds=3600,
-    )
-
-
-def _rate_limited(request: HttpRequest) -> HttpResponse:
-    return render(request, "newsletter/rate_limited.html", status=429)
-
-
-def invalid_link(request: HttpRequest) -> HttpResponse:
-    return render(request, "newsletter/invalid_link.html", status=404)
+from newsletter.view_helpers import invalid_link, manage_subscriber, rate_limited, too_many
+from papers.selectors import topic_names
 
 
 @require_http_methods(["GET", "POST"])
@@ -77,8 +52,8 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = SubscribeForm(request.POST, request.FILES)
         if form.is_valid():
-            if _too_many(request, "signup-ip"):
-                return _rate_limited(request)
+            if too_many(request, "signup-ip"):
+                return rate_limited(request)
             if not form.is_bot():
                 # Decided in the worker: the same answer, in the same time, for new, pending, active,
                 # unsubscribed and suppressed addresses.
@@ -148,8 +123,8 @@ def request_link(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = RequestLinkForm(request.POST)
         if form.is_valid():
-            if _too_many(request, "link-ip"):
-                return _rate_limited(request)
+            if too_many(request, "link-ip"):
+                return rate_limited(request)
             if not form.is_bot():
                 handle_link_request.delay_on_commit(form.cleaned_data["email"])
             return redirect("newsletter:check_inbox")
@@ -158,17 +133,10 @@ def request_link(request: HttpRequest) -> HttpResponse:
     return render(request, "newsletter/request_link.html", {"form": form})
 
 
-def _manage_subscriber(token: str) -> Subscriber | None:
-    subscriber = token_subscriber(token=token, purpose=Purpose.MANAGE)
-    if subscriber is None or subscriber.status == Subscriber.Status.PENDING:
-        return None
-    return subscriber
-
-
 @never_cache
 @require_http_methods(["GET", "POST"])
 def manage(request: HttpRequest, token: str) -> HttpResponse:
-    subscriber = _manage_subscriber(token)
+    subscriber = manage_subscriber(token)
     if subscriber is None:
         return invalid_link(request)
     if subscriber.status == Subscriber.Status.UNSUBSCRIBED:
@@ -212,7 +180,7 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
 @never_cache
 @require_http_methods(["POST"])
 def resubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    subscriber = _manage_subscriber(token)
+    subscriber = manage_subscriber(token)
     if subscriber is None:
         return invalid_link(request)
     if subscriber_resubscribe(subscriber=subscriber):
@@ -221,122 +189,9 @@ def resubscribe(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @never_cache
-@require_http_methods(["POST"])
-def feedback_forget(request: HttpRequest, token: str) -> HttpResponse:
-    """The manage page's "remove" next to a liked or dismissed paper."""
-    subscriber = _manage_subscriber(token)
-    if subscriber is None:
-        return invalid_link(request)
-    paper_id = ascii_id(request.POST.get("paper", ""))
-    if paper_id is not None and feedback_remove(subscriber=subscriber, paper_id=paper_id):
-        fit_reader_model.delay_on_commit(subscriber.pk)
-        messages.success(request, "Removed. Your next digests no longer learn from that paper.")
-    return redirect("newsletter:manage", token=token)
-
-
-# --- the reader's library (learning.library): add from a paste or an export, remove an entry ---
-
-
-def _library_summary(report: LibraryReport) -> str:
-    parts = [
-        (report.liked, "papers we have, now liked"),
-        (report.abstracts, "with an abstract your digest learns from"),
-        (report.titles, "titles added to your interests"),
-        (report.waiting, "not in our database yet"),
-        (report.skipped, "already in your library"),
-    ]
-    counts = "; ".join(f"{count} {label}" for count, label in parts if count)
-    return f"Added {report.added} papers to your library ({counts})." if counts else "Nothing to add."
-
-
-@never_cache
-@require_http_methods(["GET", "POST"])
-def library_add(request: HttpRequest, token: str) -> HttpResponse:
-    """The manage page's "Add to your library"; its own page when the input has errors."""
-    subscriber = _manage_subscriber(token)
-    if subscriber is None or subscriber.status != Subscriber.Status.ACTIVE:
-        return invalid_link(request)
-    form = LibraryForm()
-    if request.method == "POST":
-        form = LibraryForm(request.POST, request.FILES)
-        if form.is_valid():
-            # Each import queues a model fit: one address may not flood the workers.
-            if _too_many(request, "library-ip", settings.NEWSLETTER_FEEDBACK_PER_IP_PER_HOUR):
-                return _rate_limited(request)
-            report = library_import(subscriber=subscriber, items=form.library_items())
-            if report.added:
-                fit_reader_model.delay_on_commit(subscriber.pk)
-            messages.success(request, _library_summary(report))
-            return redirect(reverse("newsletter:manage", args=[token]) + "#library")
-    context = {"library_form": form, "token": token, "subscriber": subscriber}
-    return render(request, "newsletter/library.html", context)
-
-
-@never_cache
-@require_http_methods(["POST"])
-def library_remove(request: HttpRequest, token: str) -> HttpResponse:
-    subscriber = _manage_subscriber(token)
-    if subscriber is None:
-        return invalid_link(request)
-    entry_id = request.POST.get("entry", "")
-    if entry_id.isdigit() and library_entry_remove(subscriber=subscriber, entry_id=int(entry_id)):
-        fit_reader_model.delay_on_commit(subscriber.pk)
-        messages.success(request, "Removed from your library. Your next digests no longer learn from it.")
-    return redirect(reverse("newsletter:manage", args=[token]) + "#library")
-
-
-@never_cache
-@require_http_methods(["GET"])
-def export(request: HttpRequest, token: str) -> HttpResponse:
-    subscriber = _manage_subscriber(token)
-    if subscriber is None:
-        return invalid_link(request)
-    response = HttpResponse(
-        json.dumps(
-            {**subscriber_export(subscriber=subscriber), "archive": archive_export(subscriber=subscriber)},
-            indent=2,
-            ensure_ascii=False,
-        ),
-        content_type="application/json; charset=utf-8",
-    )
-    response["Content-Disposition"] = 'attachment; filename="paper-digest-data.json"'
-    return response
-
-
-@never_cache
-@require_http_methods(["GET"])
-def archive(request: HttpRequest, token: str) -> HttpResponse:
-    """Past digests, each opening its web copy, and the private feed of them."""
-    subscriber = _manage_subscriber(token)
-    if subscriber is None:
-        return invalid_link(request)
-    context = {
-        "token": token,
-        "manage_url": reverse("newsletter:manage", args=[token]),
-        "digests": digests_archived(subscriber=subscriber),
-        "feed_url": feed_url(subscriber=subscriber),
-    }
-    return render(request, "newsletter/archive.html", context)
-
-
-@never_cache
-@require_http_methods(["GET"])
-def liked(request: HttpRequest, token: str) -> HttpResponse:
-    subscriber = _manage_subscriber(token)
-    if subscriber is None:
-        return invalid_link(request)
-    context = {
-        "token": token,
-        "manage_url": reverse("newsletter:manage", args=[token]),
-        "items": papers_liked_rows(subscriber=subscriber),
-    }
-    return render(request, "newsletter/liked.html", context)
-
-
-@never_cache
 @require_http_methods(["GET", "POST"])
 def delete(request: HttpRequest, token: str) -> HttpResponse:
-    subscriber = _manage_subscriber(token)
+    subscriber = manage_subscriber(token)
     if subscriber is None:
         return invalid_link(request)
     if request.method == "POST":
@@ -389,42 +244,3 @@ def digest_view(request: HttpRequest, token: str) -> HttpResponse:
     if delivery is None:
         return invalid_link(request)
     return render(request, "newsletter/digest.html", digest_web_context(delivery=delivery))
-
-
-@never_cache
-@require_http_methods(["GET", "POST"])
-def feedback(request: HttpRequest, token: str, choice: str) -> HttpResponse:
-    """ "More like this" / "Not for me" from a digest. GET only shows the paper and one button (mail
-    scanners open every link); POST records the choice, or with `undo` forgets it."""
-    loaded = feedback_token_load(token=token)
-    if loaded is None or choice not in Feedback.Choice.values:
-        return invalid_link(request)
-    subscriber, paper_id = loaded
-    papers = papers_by_ids(ids=[paper_id])
-    if not papers:
-        return invalid_link(request)
-    if request.method == "POST":
-        # Each mark queues a model fit: one address may not flood the workers.
-        if _too_many(request, "feedback-ip", settings.NEWSLETTER_FEEDBACK_PER_IP_PER_HOUR):
-            return _rate_limited(request)
-        if request.POST.get("undo"):
-            feedback_remove(subscriber=subscriber, paper_id=paper_id)
-            messages.success(request, "Undone: this paper no longer counts.")
-        else:
-            feedback_record(subscriber=subscriber, paper_id=paper_id, choice=choice)
-            messages.success(request, "Saved.")  # the page then says what it changed (like_effect)
-        fit_reader_model.delay_on_commit(subscriber.pk)
-        return redirect("newsletter:feedback", token=token, choice=choice)
-    current = feedback_choice(subscriber=subscriber, paper_id=paper_id)
-    liked = current == choice == Feedback.Choice.MORE
-    context = {
-        "item": paper_card(paper=papers[0]),
-        "choice": choice,
-        "choice_label": Feedback.Choice(choice).label,
-        "current": current,
-        "effect": like_effect(subscriber=subscriber, paper=papers[0], now=timezone.now()) if liked else None,
-        "manage_url": reverse(
-            "newsletter:manage", args=[token_make(subscriber=subscriber, purpose=Purpose.MANAGE)]
-        ),
-    }
-    return render(request, "newsletter/feedback.html", context)

@@ -1,4 +1,4 @@
-"""The "More like this" / "Not for me" links of the digests (newsletter.views.feedback) and their
+"""The "More like this" / "Not for me" links of the digests (newsletter.reader_views.feedback) and their
 tokens (newsletter.services.tokens.feedback_token): GET records nothing, POST records and undoes,
 a bad link is the 404 page, the endpoint is rate limited; the manage page lists and removes marks."""
 
