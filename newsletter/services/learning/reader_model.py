@@ -6,8 +6,8 @@ library (learning.library); negatives are the papers they dismissed and, as weak
 (PASSED_WEIGHT), the papers their digests showed that they neither liked nor dismissed. Every vector
 is the TF-IDF row of papers.services.text, so "like" means what ranking and tagging mean by it.
 
-- Query expansion (Rocchio): w = mean(positives) - ROCCHIO_NEGATIVE * mean(dismissed)
-  - ROCCHIO_PASSED * mean(passed): each like widens the interests.
+- Query expansion (Rocchio): w = mean(positives) - ROCCHIO_NEGATIVE * mean(dismissed): each like
+  widens the interests. The passed papers are not subtracted: the reader may simply not have clicked.
 - With MIN_RATINGS_CLASSIFIER likes + dismissals + passed papers and both classes: a linear SVM
   (LinearSVC, C = 0.1, balanced classes, passed papers at PASSED_WEIGHT) plus ROCCHIO_PRIOR times
   the Rocchio vector, each scaled so its strongest rated paper scores 1. Likes alone therefore fit
