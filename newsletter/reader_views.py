@@ -14,12 +14,10 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from newsletter.export_selectors import subscriber_export
 from newsletter.forms import LibraryForm
 from newsletter.models import Feedback, Subscriber
-from newsletter.selectors import (
-    feedback_choice,
-    subscriber_export,
-)
+from newsletter.selectors import feedback_choice
 from newsletter.services.archive import archive_export, digests_archived, feed_url, papers_liked_rows
 from newsletter.services.learning.feedback import feedback_record, feedback_remove, like_effect
 from newsletter.services.learning.library import LibraryReport, library_entry_remove, library_import

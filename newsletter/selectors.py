@@ -11,18 +11,15 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 
 import numpy as np
-from anymail.signals import EventType
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q
-from django.db.models.functions import TruncDate
+from django.db.models import Exists, OuterRef
 
 from newsletter.models import (
     Delivery,
     DeliveryItem,
-    EmailEvent,
     Feedback,
     LibraryEntry,
     ReaderModel,
@@ -33,7 +30,6 @@ from newsletter.models import (
 from newsletter.services.candidates import CandidatePool, Pick, Profile, Taste, implied_topics, title_keys
 from newsletter.services.ranking import rank
 from newsletter.services.schedule import window_start
-from papers.models import Paper
 from papers.selectors import (
     CandidatePaper,
     papers_by_ids,
@@ -246,95 +242,6 @@ def feedback_choice(*, subscriber: Subscriber, paper_id: int) -> str | None:
     return marks.values_list("choice", flat=True).first()
 
 
-def _isoformat(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def subscriber_export(*, subscriber: Subscriber) -> dict:
-    """Everything stored about a subscriber, for the "download my data" button.
-
-    Keep in step with the Subscriber, Delivery, DeliveryItem, Feedback, LibraryEntry, Suppression and
-    EmailEvent fields
-    (except token_key, the secret behind the links, and ReaderModel, fitted from the feedback listed).
-    """
-    deliveries = (
-        Delivery.objects.filter(subscriber=subscriber).prefetch_related("items__paper").order_by("created_at")
-    )
-    suppression = Suppression.objects.filter(email=subscriber.email).first()
-    events = EmailEvent.objects.filter(email=subscriber.email).order_by("received_at")
-    return {
-        "email": subscriber.email,
-        "status": subscriber.status,
-        "created_at": subscriber.created_at.isoformat(),
-        "updated_at": subscriber.updated_at.isoformat(),
-        "pending_since": _isoformat(subscriber.pending_since),
-        "confirmed_at": _isoformat(subscriber.confirmed_at),
-        "unsubscribed_at": _isoformat(subscriber.unsubscribed_at),
-        "preferences": {
-            "topics": sorted(subscriber.topics.values_list("slug", flat=True)),
-            **preferences_stored(subscriber),
-        },
-        # A sign-up for this address waiting for its owner's confirmation (see subscriber_subscribe).
-        "pending_preferences": subscriber.pending_preferences,
-        "next_send_at": _isoformat(subscriber.next_send_at),
-        "last_digest_at": _isoformat(subscriber.last_digest_at),
-        "deliveries": [
-            {
-                "period": d.period,
-                "kind": d.kind,
-                "status": d.status,
-                "scheduled_for": _isoformat(d.scheduled_for),
-                "sent_at": _isoformat(d.sent_at),
-                "bounced": d.bounced,
-                "papers": [
-                    {"title": item.paper.title, "url": item.paper.url, "reasons": item.reasons}
-                    for item in d.items.all()
-                ],
-            }
-            for d in deliveries
-        ],
-        "feedback": [
-            {
-                "title": f.paper.title,
-                "url": f.paper.url,
-                "choice": f.choice,
-                "updated_at": f.updated_at.isoformat(),
-            }
-            for f in feedback_given(subscriber=subscriber)
-        ],
-        "library": [
-            {
-                "arxiv_id": e.arxiv_id,
-                "doi": e.doi,
-                "title": e.title,
-                "abstract": e.abstract,
-                "paper_url": e.paper.url if e.paper else None,
-                "created_at": e.created_at.isoformat(),
-            }
-            for e in library_entries(subscriber=subscriber)
-        ],
-        "suppression": (
-            {
-                "reason": suppression.reason,
-                "detail": suppression.detail,
-                "created_at": suppression.created_at.isoformat(),
-            }
-            if suppression
-            else None
-        ),
-        "email_events": [
-            {
-                "event_type": e.event_type,
-                "timestamp": _isoformat(e.timestamp),
-                "description": e.description,
-                "bounce_kind": e.bounce_kind,
-                "verified": e.verified,
-            }
-            for e in events
-        ],
-    }
-
-
 # --- the reader's library (learning.library) ---
 
 
@@ -386,86 +293,6 @@ def interests_with_library(interests: str, titles: Sequence[str]) -> str:
     """The interest text ranking reads: the reader's words, then one library title per line (each
     line may name a paper once we have it, candidates.title_keys)."""
     return "\n".join([interests, *titles]).strip() if titles else interests
-
-
-# Gmail's bulk-sender guideline: keep the spam complaint rate below 0.3% (and well below 0.1%).
-RATE_LIMIT_LINE = 0.003
-
-
-@dataclass(frozen=True)
-class DayStats:
-    day: date
-    confirmed: int = 0  # new confirmed subscribers
-    unsubscribed: int = 0
-    sent: int = 0
-    failed: int = 0
-    bounced: int = 0
-    complaints: int = 0
-    unverified: int = 0  # bounce-mailbox reports that proved no mail of ours (deliverability/trust.py)
-    papers: int = 0  # papers ingested
-
-    @property
-    def bounce_rate(self) -> float | None:
-        return self.bounced / self.sent if self.sent else None
-
-    @property
-    def complaint_rate(self) -> float | None:
-        return self.complaints / self.sent if self.sent else None
-
-
-def stats_subscribers() -> dict[str, int]:
-    """Subscribers by state, plus suppressed addresses."""
-    counts = dict(Subscriber.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
-    result = {label: counts.get(value, 0) for value, label in Subscriber.Status.choices}
-    result["Suppressed addresses"] = Suppression.objects.count()
-    return result
-
-
-def _count_per_day(queryset, field: str, start: date, **counts) -> dict[date, dict[str, int]]:
-    """{day: {name: count}} over rows whose `field` falls on or after `start`, grouped by UTC day."""
-    counts = counts or {"n": Count("id")}
-    rows = (
-        queryset.filter(**{f"{field}__date__gte": start})
-        .annotate(day=TruncDate(field, tzinfo=UTC))
-        .values("day")
-        .annotate(**counts)
-    )
-    return {row.pop("day"): row for row in rows}
-
-
-def stats_per_day(*, days: int, today: date) -> list[DayStats]:
-    """Per UTC day, oldest first, days without activity included: one grouped query per source."""
-    start = today - timedelta(days=days - 1)
-    deliveries = _count_per_day(
-        Delivery.objects.all(),
-        "created_at",
-        start,
-        sent=Count("id", filter=Q(status=Delivery.Status.SENT)),
-        failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
-        bounced=Count("id", filter=Q(bounced=True)),
-    )
-    confirmed = _count_per_day(Subscriber.objects.all(), "confirmed_at", start)
-    unsubscribed = _count_per_day(Subscriber.objects.all(), "unsubscribed_at", start)
-    complaints = _count_per_day(
-        EmailEvent.objects.filter(event_type=EventType.COMPLAINED, verified=True), "received_at", start
-    )
-    unverified = _count_per_day(EmailEvent.objects.filter(verified=False), "received_at", start)
-    papers = _count_per_day(Paper.objects.all(), "ingested_at", start)
-    out = []
-    for offset in range(days):
-        day = start + timedelta(days=offset)
-        out.append(
-            DayStats(
-                day,
-                confirmed=confirmed.get(day, {}).get("n", 0),
-                unsubscribed=unsubscribed.get(day, {}).get("n", 0),
-                complaints=complaints.get(day, {}).get("n", 0),
-                unverified=unverified.get(day, {}).get("n", 0),
-                papers=papers.get(day, {}).get("n", 0),
-                **deliveries.get(day, {}),
-            )
-        )
-    return out
 
 
 def sending_pause_active() -> SendingPause | None:

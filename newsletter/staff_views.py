@@ -9,10 +9,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from newsletter.selectors import RATE_LIMIT_LINE, DayStats, stats_per_day, stats_subscribers
 from newsletter.services.deliverability.sendrate import send_rate_status
 from newsletter.services.deliverability.warmup import warmup_status
 from newsletter.stats_charts import chart_deliveries, chart_papers, chart_rates, chart_subscribers
+from newsletter.stats_selectors import RATE_LIMIT_LINE, DayStats, stats_per_day, stats_subscribers
 from papers.selectors import stats_feeds
 
 CHART_DAYS = 30

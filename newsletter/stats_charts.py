@@ -16,7 +16,7 @@ from matplotlib import dates as mdates
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from newsletter.selectors import RATE_LIMIT_LINE, DayStats
+from newsletter.stats_selectors import RATE_LIMIT_LINE, DayStats
 
 BLUE, RED, GREEN, GREY, ORANGE = "#0b57d0", "#b42318", "#1a7f37", "#8c959f", "#bc4c00"
 

@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from newsletter.export_selectors import subscriber_export
 from newsletter.models import Subscriber, Suppression
-from newsletter.selectors import digest_preview, subscriber_export, subscribers_due
+from newsletter.selectors import digest_preview, subscribers_due
 from tests.factories import PaperFactory, SubscriberFactory
 from tests.newsletter.helpers import build, delivery_for, quantization_paper
 

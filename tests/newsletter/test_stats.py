@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from newsletter.models import Delivery, EmailEvent, Subscriber, Suppression
-from newsletter.selectors import DayStats, stats_per_day, stats_subscribers
 from newsletter.stats_charts import chart_deliveries, chart_papers, chart_rates, chart_subscribers
+from newsletter.stats_selectors import DayStats, stats_per_day, stats_subscribers
 from papers.models import Feed
 from papers.selectors import stats_feeds
 from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory

@@ -12,6 +12,7 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django.db import connection
 
+from newsletter.export_selectors import subscriber_export
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -21,7 +22,7 @@ from newsletter.models import (
     Subscriber,
     Suppression,
 )
-from newsletter.selectors import Preferences, preferences_stored, subscriber_export, subscribers_due
+from newsletter.selectors import Preferences, preferences_stored, subscribers_due
 from newsletter.services.subscription import (
     EmailKind,
     Outcome,
