@@ -38,9 +38,10 @@ _ACCEPTED_RECIPIENT = (250, 251)
 
 
 def message_sender(connection: BaseEmailBackend) -> Callable[[EmailMessage], None]:
-    """How to send one email over `connection`, which the caller has opened: the lean transaction
-    for Django's SMTP backend, `send_messages` for any other."""
-    if isinstance(connection, SmtpBackend):
+    """How to send one email over `connection` (the caller opens and closes it): the lean
+    transaction for Django's SMTP backend, `send_messages` for any other backend, subclasses of
+    Django's included (they may change what its sending does)."""
+    if type(connection) is SmtpBackend:
         return LeanSmtpSender(connection).send
     return lambda message: _send_messages(connection, message)
 
