@@ -217,7 +217,8 @@ class PostfixSink:
     throws every message away after its 250, or misbehaves as its options say (smtp-sink(1)):
     ("-r", "RCPT") answers RCPT with 4xx, ("-f", ".") the end of the data with 5xx (both turn
     PIPELINING off), ("-q", ".") hangs up instead of answering the data, ("-p",) offers no PIPELINING.
-    `delivered()` counts the messages it answered 250 (smtp-sink's dump file, -D)."""
+    `delivered()` counts the messages whose data it took in full (its dump file, -D), answered or not:
+    with ("-q", ".") a message arrives and the client never hears its 250."""
 
     BINARY = "/usr/sbin/smtp-sink"
 
@@ -261,8 +262,8 @@ class PostfixSink:
 
 class WireTap:
     """A TCP relay in front of an SMTP server that keeps what the client writes: per connection, the
-    pieces as they arrived (`sessions`), so two clients' sessions can be compared byte for byte
-    (`written`) and a test can see which commands came in one piece (pipelined)."""
+    pieces as they arrived (`sessions`), so two clients' sessions can be compared byte for byte and a
+    test can see which commands came in one piece (pipelined)."""
 
     def __init__(self, *, host: str, port: int) -> None:
         self.target = (host, port)
@@ -298,9 +299,6 @@ class WireTap:
             written: list[bytes] = []
             self.sessions.append(written)
             self._start(self._relay, client, socket.create_connection(self.target), written)
-
-    def written(self, session: int = 0) -> bytes:
-        return b"".join(self.sessions[session])
 
     def _relay(self, client: socket.socket, server: socket.socket, written: list[bytes]) -> None:
         """Both directions in one thread; an end that closes is passed on as a half-close, and the
