@@ -1,6 +1,6 @@
 """Real servers for tests, the benchmark and the fault suite: a free port, an HTTP server in a thread,
-a recording SMTP server (aiosmtpd), a throwaway Dovecot IMAP server, a private redis-server, a
-throwaway PostgreSQL cluster.
+a recording SMTP server (aiosmtpd), Postfix's smtp-sink, a relay that records what an SMTP client
+writes, a throwaway Dovecot IMAP server, a private redis-server, a throwaway PostgreSQL cluster.
 
 The benchmark (bench/) imports this module too; it must stay free of pytest and Django.
 """
@@ -8,8 +8,10 @@ The benchmark (bench/) imports this module too; it must stay free of pytest and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
+import select
 import shutil
 import signal
 import socket
@@ -79,6 +81,9 @@ class Received:
 class RecordingSMTPServer:
     """aiosmtpd on 127.0.0.1 that records what it accepts and can be told to misbehave.
 
+    - `pipelining` (on by default, as Postfix and most MTAs offer it) adds PIPELINING to the EHLO
+      reply; aiosmtpd reads commands from a stream, so pipelined ones are answered in order.
+    - `mail_replies` are answers for the next MAIL FROM commands, one each (e.g. "451 4.3.2 later").
     - `refuse` maps a recipient address to the reply given at RCPT TO (e.g. "550 5.1.1 no such user").
     - `data_replies` are answers for the next DATA commands, one each (e.g. "451 4.3.0 try later"),
       before it accepts again; a message answered that way is not recorded.
@@ -96,13 +101,15 @@ class RecordingSMTPServer:
     may send it again. That is the one duplicate SMTP cannot prevent, and this server shows it.
     """
 
-    def __init__(self, *, port: int | None = None, keep: bool = True) -> None:
+    def __init__(self, *, port: int | None = None, keep: bool = True, pipelining: bool = True) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.keep = keep
+        self.pipelining = pipelining
         self.messages: list[Received] = []
         self.count = 0
         self.connections = 0
+        self.mail_replies: list[str] = []
         self.refuse: dict[str, str] = {}
         self.data_replies: list[str] = []
         self.delay = 0.0
@@ -163,7 +170,16 @@ class _Handler:
         # A handler that takes over EHLO must record the client name, or aiosmtpd refuses MAIL.
         session.host_name = hostname
         self.server.connections += 1
+        if self.server.pipelining:
+            responses.insert(-1, "250-PIPELINING")  # before the last line, "250 HELP"
         return responses
+
+    async def handle_MAIL(self, smtp, session, envelope, address, mail_options):
+        if self.server.mail_replies:
+            return self.server.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
         if address in self.server.refuse:
@@ -194,6 +210,118 @@ class _Handler:
         if server.delay:
             await asyncio.sleep(server.delay)
         return "250 2.0.0 Accepted"
+
+
+class PostfixSink:
+    """Postfix's smtp-sink on a free port of 127.0.0.1: a fast SMTP server that offers PIPELINING and
+    throws every message away after its 250, or misbehaves as its options say (smtp-sink(1)):
+    ("-r", "RCPT") answers RCPT with 4xx, ("-f", ".") the end of the data with 5xx (both turn
+    PIPELINING off), ("-q", ".") hangs up instead of answering the data, ("-p",) offers no PIPELINING.
+    `delivered()` counts the messages whose data it took in full (its dump file, -D), answered or not:
+    with ("-q", ".") a message arrives and the client never hears its 250."""
+
+    BINARY = "/usr/sbin/smtp-sink"
+
+    def __init__(self, *options: str) -> None:
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.options = options
+        self.dump = Path(tempfile.mkdtemp(prefix="smtp-sink-")) / "dump"
+        self.process: subprocess.Popen | None = None
+
+    @classmethod
+    def available(cls) -> bool:
+        return Path(cls.BINARY).exists()
+
+    def __enter__(self) -> PostfixSink:
+        user = pwd.getpwuid(os.getuid()).pw_name
+        self.process = subprocess.Popen(
+            [self.BINARY, "-u", user, "-D", str(self.dump), *self.options, f"{self.host}:{self.port}", "16"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.02)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        shutil.rmtree(self.dump.parent, ignore_errors=True)
+
+    def delivered(self) -> int:
+        return self.dump.read_bytes().count(b"X-Client-Addr: ") if self.dump.exists() else 0
+
+
+class WireTap:
+    """A TCP relay in front of an SMTP server that keeps what the client writes: per connection, the
+    pieces as they arrived (`sessions`), so two clients' sessions can be compared byte for byte and a
+    test can see which commands came in one piece (pipelined)."""
+
+    def __init__(self, *, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.host = "127.0.0.1"
+        self._listener = socket.create_server((self.host, 0))
+        self._listener.settimeout(0.1)  # so the accepting thread sees `_stopped`
+        self.port = self._listener.getsockname()[1]
+        self.sessions: list[list[bytes]] = []
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> WireTap:
+        self._start(self._accept)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._listener.close()
+
+    def _start(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            written: list[bytes] = []
+            self.sessions.append(written)
+            self._start(self._relay, client, socket.create_connection(self.target), written)
+
+    def _relay(self, client: socket.socket, server: socket.socket, written: list[bytes]) -> None:
+        """Both directions in one thread; an end that closes is passed on as a half-close, and the
+        relay ends when both have (or nothing moved for a while after the tap was stopped)."""
+        other = {client: server, server: client}
+        with client, server:
+            while other:
+                ready, _, _ = select.select(list(other), [], [], 0.1)
+                if not ready and self._stopped.is_set():
+                    return
+                for source in ready:
+                    try:
+                        data = source.recv(65536)
+                        if data:
+                            other[source].sendall(data)
+                    except OSError:
+                        data = b""
+                    if source is client and data:
+                        written.append(data)
+                    if not data:
+                        with contextlib.suppress(OSError):
+                            other[source].shutdown(socket.SHUT_WR)
+                        del other[source]
 
 
 class DovecotServer:

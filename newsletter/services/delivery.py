@@ -39,6 +39,7 @@ from newsletter.services.deliverability.warmup import warmup_admit, warmup_retur
 from newsletter.services.digest import DeliveryPicks, digests_build
 from newsletter.services.outcomes import Outcome, OutcomeRecorder, outcome_writes, retry_delay
 from newsletter.services.render import PaperRowCache, digest_email
+from newsletter.services.smtp import message_sender
 
 logger = logging.getLogger("newsletter.delivery")
 
@@ -241,6 +242,7 @@ def _send_all(outgoing: list[Outgoing], result: SendResult) -> None:
 def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult, recorder: OutcomeRecorder) -> int:
     """Send over one SMTP session, recording each outcome; returns how many emails were attempted."""
     connection = get_connection()
+    send = message_sender(connection)  # Django's SMTP backend: the lean transaction of smtp.py
     pacer = pacer_for_chunk()  # None without NEWSLETTER_SEND_RATE: no limiter, no Redis call
     try:
         for index, item in enumerate(outgoing):
@@ -256,7 +258,7 @@ def _send_over_one_connection(outgoing: list[Outgoing], result: SendResult, reco
                 # Open explicitly: send_messages() closes a connection it opened itself, which would
                 # mean one SMTP session per email. open() is a no-op while the session is up.
                 connection.open()
-                connection.send_messages([message])
+                send(message)
             except Exception as exc:  # classified below; nothing is swallowed silently
                 error = classify_send_error(exc)
                 _log_attempt(delivery, "failed" if error.permanent else "deferred", started, str(error))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 from celery.exceptions import Retry
 from django.core import mail
@@ -21,7 +24,7 @@ from tests.newsletter.helpers import (
     held_in_another_transaction,
     quantization_papers,
 )
-from tests.support import free_port
+from tests.support import PostfixSink, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -267,6 +270,110 @@ def test_the_chunk_task_retries_while_deliveries_are_deferred(smtp_sink, setting
 
     assert delivery_of(busy).status == delivery_of(fine).status == Delivery.Status.SENT
     assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == sorted([busy.email, fine.email])
+
+
+# --- the SMTP transaction (services/smtp.py): refusals, hang-ups, servers with and without PIPELINING
+
+
+def smtp_errors(*subscribers) -> list[tuple[str, str]]:
+    return [(delivery_of(s).status, delivery_of(s).last_error) for s in subscribers]
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-command-per-turn"])
+@pytest.mark.parametrize(
+    ("step", "reply", "first_status"),
+    [
+        ("RCPT", "550 5.1.1 No such user", Delivery.Status.FAILED),
+        ("RCPT", "450 4.2.1 Too many messages, slow down", Delivery.Status.PENDING),
+        ("DATA", "554 5.6.0 Message refused", Delivery.Status.FAILED),
+        ("DATA", "451 4.3.0 Temporary failure", Delivery.Status.PENDING),
+    ],
+)
+def test_a_refused_email_is_classified_and_the_next_of_the_chunk_still_goes_out(
+    smtp_sink, pipelining: bool, step: str, reply: str, first_status: str
+) -> None:
+    smtp_sink.pipelining = pipelining
+    quantization_papers()
+    first, second, third = due(), due(), due()
+    if step == "RCPT":
+        smtp_sink.refuse[first.email] = reply
+    else:
+        smtp_sink.data_replies.append(reply)  # the first DATA of the chunk: the first email's
+    ids = dispatch_one_chunk()
+
+    result = deliveries_send(delivery_ids=ids)
+
+    code, text = reply.split(" ", 1)
+    expected = f"recipient refused: {reply}" if step == "RCPT" else f"SMTP {code} {text}"
+    assert smtp_errors(first) == [(first_status, expected)]
+    assert sorted(result.sent) == sorted([delivery_of(second).pk, delivery_of(third).pk])
+    assert sorted(r for m in smtp_sink.messages for r in m.rcpt_tos) == sorted([second.email, third.email])
+    assert smtp_sink.connections == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-command-per-turn"])
+@pytest.mark.parametrize("reply", ["451 4.3.2 Try again later", "550 5.7.1 Sender rejected"])
+def test_a_refused_sender_defers_the_whole_chunk_as_before(smtp_sink, pipelining: bool, reply: str) -> None:
+    smtp_sink.pipelining = pipelining
+    smtp_sink.mail_replies.append(reply)
+    quantization_papers()
+    subscribers = [due() for _ in range(3)]
+    ids = dispatch_one_chunk()
+
+    result = deliveries_send(delivery_ids=ids)
+
+    # Our own sender refused is a configuration problem: the rest of the chunk waits (delivery.py).
+    assert sorted(result.deferred) == sorted(ids) and result.sent == []
+    code, text = reply.split(" ", 1)
+    errors = smtp_errors(*subscribers)
+    assert errors[0] == (Delivery.Status.PENDING, f"sender refused: {code} b'{text}'")
+    assert all(status == Delivery.Status.PENDING and "not attempted" in error for status, error in errors[1:])
+    assert smtp_sink.messages == []
+
+
+@contextmanager
+def postfix_sink(settings, *options: str) -> Iterator[PostfixSink]:
+    """Postfix's smtp-sink with Django's SMTP backend pointed at it."""
+    if not PostfixSink.available():
+        pytest.skip("Postfix's smtp-sink is not installed")
+    with PostfixSink(*options) as sink:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = sink.host, sink.port
+        settings.EMAIL_USE_TLS, settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = False, "", ""
+        yield sink
+
+
+@pytest.mark.parametrize("options", [(), ("-p",)], ids=["pipelining", "no-pipelining"])
+def test_a_chunk_goes_out_through_postfix_smtp_sink(settings, options: tuple[str, ...]) -> None:
+    quantization_papers()
+    for _ in range(5):
+        due()
+    ids = dispatch_one_chunk()
+
+    with postfix_sink(settings, *options) as sink:
+        result = deliveries_send(delivery_ids=ids)
+        delivered = sink.delivered()
+
+    assert sorted(result.sent) == sorted(ids) and delivered == 5
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+
+
+@pytest.mark.parametrize("hang_up_after", ["RCPT", "."])
+def test_a_server_hanging_up_mid_transaction_loses_the_connection_and_marks_nothing_sent(
+    settings, hang_up_after: str
+) -> None:
+    quantization_papers()
+    subscribers = [due() for _ in range(3)]
+    ids = dispatch_one_chunk()
+
+    with postfix_sink(settings, "-q", hang_up_after):
+        result = deliveries_send(delivery_ids=ids)
+
+    # No email got its 250, so none is SENT; the first is retried, the rest were not attempted.
+    assert result.sent == [] and sorted(result.deferred) == sorted(ids)
+    errors = smtp_errors(*subscribers)
+    assert errors[0] == (Delivery.Status.PENDING, "SMTPServerDisconnected: Connection unexpectedly closed")
+    assert all(status == Delivery.Status.PENDING and "not attempted" in error for status, error in errors[1:])
 
 
 # --- who gets nothing --------------------------------------------------------------------------
