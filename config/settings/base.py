@@ -169,6 +169,10 @@ NEWSLETTER_MAX_ATTEMPTS = env.int("NEWSLETTER_MAX_ATTEMPTS", default=8)
 # server itself can lose the last ~0.6 s of SENT marks, and those few digests would be sent again.
 # Without it every email waits for a WAL flush (about 2 ms here, more on network storage).
 NEWSLETTER_ASYNC_COMMIT_OUTCOMES = env.bool("NEWSLETTER_ASYNC_COMMIT_OUTCOMES", default=True)
+# PostgreSQL: the per-email SENT mark is a server-side prepared statement, planned once per connection
+# instead of per email (a third of its database CPU, half its Python). Off behind a pooler that cannot keep
+# prepared statements (PgBouncer in transaction mode before 1.21, or with max_prepared_statements = 0).
+NEWSLETTER_PREPARED_OUTCOMES = env.bool("NEWSLETTER_PREPARED_OUTCOMES", default=True)
 NEWSLETTER_FIRST_DIGEST_WINDOW = timedelta(days=env.int("NEWSLETTER_FIRST_DIGEST_WINDOW_DAYS", default=7))
 
 # --- Deliverability (docs/deliverability.md) ---------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from newsletter.models import DeliveryItem
@@ -123,6 +123,21 @@ def test_the_database_refuses_a_paper_twice_for_one_subscriber() -> None:
         DeliveryItem.objects.create(
             delivery=second, subscriber=subscriber, paper=paper, position=1, score=1.0
         )
+
+
+@pytest.mark.parametrize("record", [picks_record, picks_record_portable])
+def test_the_database_refuses_picks_of_a_delivery_that_is_gone(record) -> None:
+    # The item's own subscriber column has no foreign key (a copy of its delivery's); the delivery's is
+    # what ties every item to a live delivery, and so to a live subscriber.
+    subscriber, paper = SubscriberFactory(), PaperFactory()
+    delivery = DeliveryFactory(subscriber=subscriber)
+    gone = delivery.pk
+    delivery.delete()
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        record([(gone, subscriber.pk, paper.pk, 1, 1.0, [])])
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the check otherwise waits for the commit
 
 
 @pytest.mark.parametrize("record", [picks_record, picks_record_portable])

@@ -12,11 +12,13 @@ from datetime import timedelta
 import psycopg
 import pytest
 from celery.exceptions import Retry
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from newsletter.models import Delivery
+from newsletter.services.delivery import deliveries_claim
 from newsletter.services.dispatch import deliveries_sweep
+from newsletter.services.outcomes import Outcome, OutcomeRecorder
 from newsletter.tasks import DeliveriesDeferred, send_digest_chunk
 from tests.newsletter.helpers import delivery_of, dispatch_one_chunk, due, quantization_papers
 from tests.support import free_port
@@ -119,3 +121,92 @@ def test_a_database_away_longer_than_the_budget_raises_with_the_first_error_logg
     assert [delivery_of(r).status for r in readers] == [SENT, SENDING, SENDING, SENDING]
     later = timezone.now() + settings.NEWSLETTER_CLAIM_LEASE + timedelta(seconds=1)
     assert deliveries_sweep(now=later) == [ids[1:]]
+
+
+# --- the SENT mark as a prepared statement (NEWSLETTER_PREPARED_OUTCOMES) -----------------------
+
+
+def prepared_marks() -> list[str]:
+    """The SENT marks prepared on this process's current database connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [
+            sql for (sql,) in cursor.fetchall() if sql.startswith("UPDATE newsletter_delivery SET status")
+        ]
+
+
+def claimed_chunk_of_four() -> list[int]:
+    _, ids = chunk_of_four()
+    deliveries_claim(delivery_ids=ids, now=timezone.now())
+    return ids
+
+
+def sent(delivery_id: int) -> Outcome:
+    return Outcome(delivery_id, SENT, message_id=f"<{delivery_id}@digest.example.org>", kind="digest")
+
+
+def statuses(ids: list[int]) -> list[str]:
+    by_id = dict(Delivery.objects.filter(id__in=ids).values_list("id", "status"))
+    return [by_id[i] for i in ids]
+
+
+def test_sent_marks_are_one_statement_prepared_on_the_connection(settings) -> None:
+    settings.NEWSLETTER_PREPARED_OUTCOMES = True
+    ids = claimed_chunk_of_four()
+    recorder = OutcomeRecorder(chunk_ids=ids)
+
+    for delivery_id in ids:
+        recorder.record(sent(delivery_id))
+
+    assert not recorder.broken
+    assert statuses(ids) == [SENT] * 4
+    assert Delivery.objects.get(pk=ids[0]).message_id == f"<{ids[0]}@digest.example.org>"
+    # Planned once for the four (psycopg ignores prepare=True while Django's prepare_threshold is None).
+    assert len(prepared_marks()) == 1
+
+
+def test_without_prepared_outcomes_the_mark_is_plain_sql(settings) -> None:
+    settings.NEWSLETTER_PREPARED_OUTCOMES = False
+    ids = claimed_chunk_of_four()
+    recorder = OutcomeRecorder(chunk_ids=ids)
+
+    recorder.record(sent(ids[0]))
+
+    assert statuses(ids[:1]) == [SENT]
+    assert prepared_marks() == []
+
+
+def test_a_prepared_mark_is_part_of_the_transaction_around_it(settings) -> None:
+    settings.NEWSLETTER_PREPARED_OUTCOMES = True
+    ids = claimed_chunk_of_four()
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        OutcomeRecorder(chunk_ids=ids).record(sent(ids[0]))
+        raise RuntimeError("the rest of recover() failed")
+
+    assert statuses(ids[:1]) == [SENDING]
+
+
+def test_a_prepared_mark_on_a_dead_connection_is_kept_and_written_again_after_reconnecting(settings) -> None:
+    settings.NEWSLETTER_PREPARED_OUTCOMES = True
+    ids = claimed_chunk_of_four()
+    recorder = OutcomeRecorder(chunk_ids=ids)
+    recorder.record(sent(ids[0]))
+    assert len(prepared_marks()) == 1
+    # Another connection kills this one, and (as a server crash loses an asynchronous commit) the
+    # first mark with it.
+    terminate = backend_terminator(
+        at_message=1,
+        then=lambda other: other.execute(
+            "UPDATE newsletter_delivery SET status = 'sending' WHERE id = %s", [ids[0]]
+        ),
+    )
+    terminate(None)
+
+    recorder.record(sent(ids[1]))  # psycopg's error on the prepared statement, as Django's
+
+    assert recorder.broken
+    assert isinstance(recorder.first_error, OperationalError)
+    recorder.recover(release=ids[2:])
+    assert statuses(ids) == [SENT, SENT, PENDING, PENDING]
+    assert len(prepared_marks()) == 1  # prepared again on the new connection
