@@ -189,16 +189,27 @@ class StepCosts:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in per.items()}
 
 
-def measured(step: StepCosts, *, digests: int, action: Callable[[], object], backend_pid: int) -> object:
-    """Run `action` and add what it cost to `step`."""
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def measured(step: StepCosts, *, digests: int, action: Callable[[], object], new_connection: bool) -> object:
+    """Run `action` and add what it cost to `step`. With `new_connection` it runs on a connection of
+    its own, as each task of a Celery worker does with Django's default CONN_MAX_AGE of 0: the
+    PostgreSQL figure is then that backend's whole life, its start-up and cold caches included."""
     counter = StatementCounter()
-    wal_start, pg_start = _lsn(), process_cpu(backend_pid)
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
+    cpu_start, wall_start = time.process_time(), time.perf_counter()  # the worker's side of connecting too
+    if new_connection:
+        connection.close()
+    wal_start, backend = _lsn(), _backend_pid()
+    pg_start = 0.0 if new_connection else process_cpu(backend)
     with connection.execute_wrapper(counter), redis_commands() as commands, smtp_bytes() as sizes:
         result = action()
     step.wall_s += time.perf_counter() - wall_start
     step.worker_cpu_s += time.process_time() - cpu_start
-    step.postgres_cpu_s += process_cpu(backend_pid) - pg_start
+    step.postgres_cpu_s += process_cpu(backend) - pg_start
     wal_end = _lsn()  # not counted as a statement: outside the wrapper
     step.wal_bytes += wal_end - wal_start
     if (share := _wal_of_database(wal_start, wal_end)) is not None:
@@ -238,6 +249,7 @@ class CostsReport:
     chunk_size: int
     send_rate: str
     checkpoint: bool = False
+    new_connections: bool = True
     dispatch: dict = field(default_factory=dict)
     send: dict = field(default_factory=dict)
     send_totals: dict = field(default_factory=dict)
@@ -249,7 +261,12 @@ class CostsReport:
 
 
 def costs_measure(
-    *, send_rate: str, smtp_port: int, chunks_max: int | None = None, checkpoint: bool = False
+    *,
+    send_rate: str,
+    smtp_port: int,
+    chunks_max: int | None = None,
+    checkpoint: bool = False,
+    new_connections: bool = True,
 ) -> CostsReport:
     """Dispatch every due subscriber, then send chunk by chunk into the SMTP server on smtp_port;
     the first chunk only warms the process up (about twice a later one's cost). `checkpoint` runs a
@@ -263,8 +280,6 @@ def costs_measure(
     deliveries_reset(now=now)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE newsletter_subscriber, newsletter_delivery, newsletter_deliveryitem")
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
     subscribers = Subscriber.objects.count()
     report = CostsReport(
         subscribers=subscribers,
@@ -272,10 +287,14 @@ def costs_measure(
         chunk_size=settings.NEWSLETTER_CHUNK_SIZE,
         send_rate=send_rate or "(none)",
         checkpoint=checkpoint,
+        new_connections=new_connections,
     )
     dispatch = StepCosts()
     chunks = measured(
-        dispatch, digests=subscribers, action=lambda: digests_dispatch(now=now), backend_pid=pid
+        dispatch,
+        digests=subscribers,
+        action=lambda: digests_dispatch(now=now),
+        new_connection=new_connections,
     )
     deliveries_send(delivery_ids=chunks[0], now=now)
     send = StepCosts()
@@ -287,7 +306,7 @@ def costs_measure(
             send,
             digests=len(chunk),
             action=lambda c=chunk: deliveries_send(delivery_ids=c, now=now),
-            backend_pid=pid,
+            new_connection=new_connections,
         )
     report.dispatch = dispatch.per_digest()
     report.send = send.per_digest()
@@ -306,7 +325,8 @@ def costs_table(report: CostsReport) -> str:
     """The report as text: one line per figure, dispatch and send side by side."""
     lines = [
         f"{report.subscribers:,} subscribers, {report.papers:,} papers, chunks of {report.chunk_size}, "
-        f"send rate {report.send_rate}{', CHECKPOINT before each chunk' if report.checkpoint else ''}; "
+        f"send rate {report.send_rate}{', CHECKPOINT before each chunk' if report.checkpoint else ''}, "
+        f"{'a new connection per chunk (as Celery tasks)' if report.new_connections else 'one connection'}; "
         f"send measured over {report.send_totals['chunks']} chunks "
         f"({report.send_totals['digests']:,} digests, {report.send_totals['emails']:,} emails; the first "
         "chunk, a warm-up, left out)",

@@ -34,6 +34,11 @@ class Command(BaseCommand):
             action="store_true",
             help="CHECKPOINT before each measured chunk: the WAL with full-page images (a large list).",
         )
+        parser.add_argument(
+            "--one-connection",
+            action="store_true",
+            help="Keep one database connection (default: a new one per chunk, as each Celery task has).",
+        )
         parser.add_argument("--sink", choices=["auto", "smtp-sink", "aiosmtpd"], default="auto")
         parser.add_argument("--json", action="store_true", help="Print JSON instead of the table.")
 
@@ -54,5 +59,6 @@ class Command(BaseCommand):
                 smtp_port=sink.port,
                 chunks_max=options["chunks"],
                 checkpoint=options["checkpoint"],
+                new_connections=not options["one_connection"],
             )
         self.stdout.write(json.dumps(report.as_dict(), indent=2) if options["json"] else costs_table(report))
