@@ -311,7 +311,8 @@ def costs_measure(
     report.dispatch = dispatch.per_digest()
     report.send = send.per_digest()
     report.send_totals = {"digests": send.digests, "emails": send.emails, "chunks": send.chunks}
-    deliveries = Delivery.objects.count()
+    # Per digest built (with --chunks the rest stays PENDING, without picks).
+    deliveries = Delivery.objects.exclude(status=Delivery.Status.PENDING).count()
     report.rows_per_digest = {
         "delivery": 1.0,
         "deliveryitem": round(DeliveryItem.objects.count() / max(deliveries, 1), 2),
