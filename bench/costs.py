@@ -106,7 +106,11 @@ def _wal_of_database(start: int, end: int) -> WalShare | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return wal_share(output.stdout.splitlines(), database_oid=oid)
+    lines = output.stdout.splitlines()
+    if not any(_WAL_RECORD.search(line) for line in lines[:100]):
+        # pg_waldump could not read the range (a segment already recycled, an unflushed end): unknown, not 0.
+        return None
+    return wal_share(lines, database_oid=oid)
 
 
 class StatementCounter:
