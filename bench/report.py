@@ -14,13 +14,45 @@ TARGET_PER_SECOND = 500
 TARGET_RATIO = 10
 TARGET_RSS_MB = 300
 TARGET_FEEDBACK_DROP = 0.10  # issue 9: learning may cost at most 10% of build+deliver throughput
+# Issue 20: 2 worker processes deliver at least 1.9x what one does, i.e. 95% of linear per process.
+TARGET_SCALE_OUT_EFFICIENCY = 0.95
 
 
 def report_json(report: Report) -> str:
     return json.dumps(
-        {"machine": report.machine, "data": report.data, "phases": [asdict(p) for p in report.phases]},
+        {
+            "machine": report.machine,
+            "data": report.data,
+            "phases": [asdict(p) for p in report.phases],
+            "scale_out": scale_out(report),
+            "verdicts": verdicts(report),
+        },
         indent=2,
     )
+
+
+def scale_out(report: Report) -> list[dict]:
+    """Deliver throughput of W workers over 1 worker, at each size where both ran (--scale-out-at)."""
+    out = []
+    for single in (p for p in report.phases if p.name == "deliver" and p.workers == 1):
+        several = next(
+            (
+                p
+                for p in report.phases
+                if p.name == "deliver" and p.workers > 1 and p.subscribers == single.subscribers
+            ),
+            None,
+        )
+        if several:
+            out.append(
+                {
+                    "subscribers": single.subscribers,
+                    "workers": several.workers,
+                    "ratio": round(several.per_second / single.per_second, 2),
+                    "target": round(TARGET_SCALE_OUT_EFFICIENCY * several.workers, 2),
+                }
+            )
+    return out
 
 
 def report_table(report: Report) -> str:
@@ -134,7 +166,11 @@ def verdicts(report: Report) -> list[str]:
                 )
             if single:
                 speedup = deliver.per_second / single.per_second
-                out.append(f"{size:,}: {deliver.workers} workers / 1 worker = {speedup:.2f}x")
+                target = TARGET_SCALE_OUT_EFFICIENCY * deliver.workers
+                out.append(
+                    f"{size:,}: {deliver.workers} workers / 1 worker = {speedup:.2f}x "
+                    f"(target at least {target:.2f}x: {'ok' if speedup >= target else 'MISSED'})"
+                )
                 if naive:
                     per_process = single.per_second / naive.per_second
                     out.append(f"{size:,}: per process, 1 worker / naive = {per_process:.0f}x")

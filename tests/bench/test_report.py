@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bench.cpu import _TICK, _server_cpu, _stat
-from bench.report import report_chart, report_table, verdicts
+from bench.report import report_chart, report_json, report_table, verdicts
 from bench.runner import Phase, Report
 
 MACHINE = {"cpus": 2, "python": "3.11", "postgresql": "15", "platform": "Linux", "smtp_sink": "smtp-sink"}
@@ -45,9 +46,25 @@ def test_verdicts_check_each_target_against_the_run() -> None:
     assert lines[0].startswith("10,000: build+deliver 375/s with 2 workers (target 500/s: MISSED)")
     assert "(target < 300 MB: ok)" in lines[0]
     assert lines[1].startswith("10,000: 150x the naive baseline") and lines[1].endswith("target 10x: ok)")
-    assert lines[2] == "10,000: 2 workers / 1 worker = 2.12x"
+    assert lines[2] == "10,000: 2 workers / 1 worker = 2.12x (target at least 1.90x: ok)"
     assert lines[3] == "10,000: per process, 1 worker / naive = 71x"
     assert "(target 500/s: ok)" in lines[4] and "(target < 300 MB: MISSED)" in lines[4]
+
+
+def test_scale_out_is_checked_against_95_percent_of_linear_and_kept_in_the_json() -> None:
+    report = Report(
+        machine=MACHINE,
+        phases=[
+            phase("deliver", per_second=370.0),
+            phase("deliver", workers=1, per_second=200.0),
+            phase("deliver", subscribers=100_000, per_second=380.0),
+        ],
+    )
+
+    assert "10,000: 2 workers / 1 worker = 1.85x (target at least 1.90x: MISSED)" in verdicts(report)
+    data = json.loads(report_json(report))
+    assert data["scale_out"] == [{"subscribers": 10_000, "workers": 2, "ratio": 1.85, "target": 1.9}]
+    assert data["verdicts"] == verdicts(report)
 
 
 def test_cpu_table_gives_ms_per_digest_and_how_busy_the_cores_were() -> None:
