@@ -21,7 +21,7 @@ from django.utils.encoding import iri_to_uri
 from newsletter.models import Delivery, Subscriber
 from newsletter.selectors import picks_recorded
 from newsletter.services.candidates import Pick
-from newsletter.services.digest_templates import PaperRow, digest_render
+from newsletter.services.digest_templates import DigestItem, PaperRow, digest_render
 from newsletter.services.emails import build_email
 from newsletter.services.tokens import Purpose, feedback_links, link
 from papers.selectors import CandidatePaper, topic_names
@@ -131,25 +131,33 @@ class PaperRowCache:
         self.abstract_chars = abstract_chars  # None: the whole abstract (the web copy)
         self._rows: dict[int, PaperRow] = {}
 
-    def rows(self, picks: Sequence[Pick], *, subscriber: Subscriber) -> list[PaperRow]:
-        """The rows of one reader's picks, each with that reader's feedback links."""
+    def items(self, picks: Sequence[Pick], *, subscriber: Subscriber) -> list[DigestItem]:
+        """One reader's picks as the email renders them: each paper's shared row with the reader's
+        position, reasons and feedback links beside it (no copy of the row per reader)."""
         result = []
         feedback_link = feedback_links(subscriber=subscriber)
         for number, pick in enumerate(picks, start=1):
-            row = self._rows.get(pick.paper.id)
+            paper_id = pick.paper.id
+            row = self._rows.get(paper_id)
             if row is None:
-                row = self._rows[pick.paper.id] = _paper_row(pick.paper, self.names, self.abstract_chars)
-            feedback = feedback_link(pick.paper.id)
-            result.append(
-                replace(
-                    row,
-                    reasons=list(pick.reasons),
-                    number=str(number),
-                    more_url=feedback + "more/",
-                    less_url=feedback + "less/",
-                )
-            )
+                row = self._rows[paper_id] = _paper_row(pick.paper, self.names, self.abstract_chars)
+            feedback = feedback_link(paper_id)
+            result.append(DigestItem(row, str(number), pick.reasons, feedback + "more/", feedback + "less/"))
         return result
+
+    def rows(self, picks: Sequence[Pick], *, subscriber: Subscriber) -> list[PaperRow]:
+        """The rows of one reader's picks, each with that reader's feedback links (for the pages'
+        templates, which read them as one object)."""
+        return [
+            replace(
+                item.row,
+                reasons=list(item.reasons),
+                number=item.number,
+                more_url=item.more_url,
+                less_url=item.less_url,
+            )
+            for item in self.items(picks, subscriber=subscriber)
+        ]
 
 
 # --- the values around them ------------------------------------------------------------------
@@ -270,8 +278,9 @@ def digest_email(
             html=html,
             bounce_id=None if to else subscriber.pk,
         )
-    items = (rows or PaperRowCache()).rows(picks, subscriber=subscriber)
-    rendered = digest_render(items=items, values=values | {"subject": subject(items)}, html=html)
+    items = (rows or PaperRowCache()).items(picks, subscriber=subscriber)
+    title = subject([item.row for item in items])
+    rendered = digest_render(items=items, values=values | {"subject": title}, html=html)
     if test:
         rendered = replace(rendered, subject=f"[Test] {rendered.subject}")
     return build_email(

@@ -251,6 +251,15 @@ DIGESTS = {
         item(authors=[], code_urls=[]),
         item(title="Looks like a placeholder __pdph_title__ __pdslot_paper__", abstract="__pdph_url__"),
     ],
+    "braces": [
+        item(
+            title="{0} {} {{title}} }{ {number!r:>3}",
+            abstract="f(x) = {x : x > 0}",
+            reasons=["Mentions “{1}”"],
+            topics=["{}"],
+            more_url="https://x.org/{2}/more/",
+        )
+    ],
     "no papers": [],
 }
 
@@ -359,6 +368,24 @@ def test_digest_render_parts() -> None:
 
 
 # --- per-reader parts: feedback links, first digest --------------------------------------------
+
+
+def test_a_digests_items_render_as_its_rows_do() -> None:
+    """The email renders PaperRowCache.items (the shared row beside the reader's parts); the pages
+    get rows with those parts copied in. Both give the same digest."""
+    papers = papers_by_ids(ids=[PaperFactory().pk, PaperFactory(github_url="").pk, PaperFactory().pk])
+    picks = [Pick(paper=p, score=1.0, reasons=(f"Reason {p.id}", "“Shared” & <reason>")) for p in papers]
+    cache = PaperRowCache(topic_names())
+
+    items, rows = cache.items(picks, subscriber=READER), cache.rows(picks, subscriber=READER)
+
+    assert [item.row for item in items] == [
+        replace(row, reasons=[], number="", more_url="", less_url="") for row in rows
+    ]
+    for html in (True, False):
+        assert digest_render(items=items, values=values(), html=html) == digest_render(
+            items=rows, values=values(), html=html
+        )
 
 
 def test_each_reader_gets_feedback_links_of_their_own_for_the_same_paper() -> None:
