@@ -7,9 +7,10 @@ template once with placeholder values and the `{% fragment %}` markers switched 
 it also inlines the CSS once, on the whole document, so every selector applies as usual), then cuts
 the result at the markers into fragments: the shell, a paper, and the repeated parts of a paper.
 The parts of a paper that do not depend on the reader are filled in once per worker process, leaving
-a `str.format` string of the reader's four (position, feedback links, reasons); each email is then a
-`format` call per paper and fragment and one for the shell, of (HTML-escaped) values. The email gets
-its papers as `DigestItem`s, the paper's shared row beside the reader's parts, not a row per reader.
+a `Plan` of the reader's four (position, feedback links, reasons): literals between numbered fields.
+Each email is then the pieces of those plans and the shell's, with (HTML-escaped) values, joined. The
+email gets its papers as `DigestItem`s, the paper's shared row beside the reader's parts, not a row
+per reader.
 
 Rules for the digest templates that follow from this: everything repeated or optional sits in a
 `{% for %}` over a list and inside a `{% fragment %}` of its own, and no `{% if %}` or filter may
@@ -114,7 +115,7 @@ _MARKED = re.compile(r"<!--(\w+)-->((?:(?!<!--).)*?)<!--/\1-->", re.S)  # innerm
 _TOKEN = re.compile(r"(__pd(?:ph|slot)_[a-z_]+?__)")
 
 # What a paper's fragments depend on besides the paper itself: its position, why it was picked, and
-# the reader's feedback links, in the order of the fields of their per-paper format strings.
+# the reader's feedback links, in the order of the fields of their per-paper Plans.
 # Everything else of a paper is filled once per process.
 _PER_DIGEST_TOKENS = (*map(_placeholder, ("number", "more_url", "less_url")), _slot("reason"))
 _PER_DIGEST = frozenset(_PER_DIGEST_TOKENS)
@@ -154,14 +155,34 @@ class Segments:
                 parts += [token, literal]
         return Segments(parts)
 
-    def formatter(self, fields: Sequence[str]) -> str:
-        """A str.format string of the text, its tokens the positional fields `fields` names: one C
-        call fills it (the literals' braces are doubled, so inserted text stays text here too)."""
-        position = {token: str(number) for number, token in enumerate(fields)}
-        return "".join(
-            part.replace("{", "{{").replace("}", "}}") if index % 2 == 0 else f"{{{position[part]}}}"
-            for index, part in enumerate(self.parts)
-        )
+    def plan(self, fields: Sequence[str]) -> Plan:
+        """The text as a Plan whose fields are its tokens, numbered by their place in `fields`."""
+        position = {token: number for number, token in enumerate(fields)}
+        tokens, literals = self.parts[1::2], self.parts[2::2]
+        return Plan(self.parts[0], tuple(zip([position[t] for t in tokens], literals, strict=True)))
+
+
+class Plan:
+    """A text cut at its fields once: the first literal, then (field number, literal) pairs. Filling
+    appends the pieces to a list joined once per email, a third of the CPU of str.format on a paper's
+    HTML (which scans the whole fragment for braces on every call)."""
+
+    __slots__ = ("head", "pairs")
+
+    def __init__(self, head: str, pairs: tuple[tuple[int, str], ...]) -> None:
+        self.head = head
+        self.pairs = pairs
+
+    def extend(self, out: list[str], values: Sequence[str]) -> None:
+        out.append(self.head)
+        for number, literal in self.pairs:
+            out.append(values[number])
+            out.append(literal)
+
+    def fill(self, values: Sequence[str]) -> str:
+        out: list[str] = []
+        self.extend(out, values)
+        return "".join(out)
 
 
 class CompiledTemplate:
@@ -188,15 +209,15 @@ class CompiledTemplate:
         self._repeated = [name for name in _ITEM_FRAGMENTS if name in self.fragments]
         # The shell's fields: the digest's values, then the repeated fragments' slots.
         self._shell_fields = (*map(_placeholder, DIGEST_SCALARS), *map(_slot, self._repeated))
-        self.shell = Segments.parse(rendered).formatter(self._shell_fields)
+        self.shell = Segments.parse(rendered).plan(self._shell_fields)
         reason = self.fragments.get("reason")
-        self._reason = reason.formatter([_placeholder("reason")]) if reason else None
+        self._reason = reason.plan([_placeholder("reason")]) if reason else None
         self._reasons: dict[str, str] = {}
-        self._papers: dict[tuple, tuple[str, ...]] = {}
+        self._papers: dict[tuple, tuple[Plan, ...]] = {}
 
-    def _per_paper(self, row: PaperRow) -> tuple[str, ...]:
+    def _per_paper(self, row: PaperRow) -> tuple[Plan, ...]:
         """The per-paper fragments (_ITEM_FRAGMENTS) with everything but position, reasons and
-        feedback links filled in, as format strings of those (_PER_DIGEST_TOKENS); cached by content
+        feedback links filled in, as Plans of those (_PER_DIGEST_TOKENS); cached by content
         (so never stale: a changed paper is a new key)."""
         key = row.content_key
         cached = self._papers.get(key)
@@ -212,8 +233,7 @@ class CompiledTemplate:
                 if name in self.fragments and _slot(name) not in _PER_DIGEST:
                     values[_slot(name)] = self._repeat(name, getattr(row, attribute))
             cached = self._papers[key] = tuple(
-                self.fragments[name].fill_some(values).formatter(_PER_DIGEST_TOKENS)
-                for name in self._repeated
+                self.fragments[name].fill_some(values).plan(_PER_DIGEST_TOKENS) for name in self._repeated
             )
         return cached
 
@@ -232,7 +252,7 @@ class CompiledTemplate:
             if filled is None:
                 if len(self._reasons) >= _REASON_CACHE_SIZE:
                     self._reasons.clear()
-                filled = self._reasons[reason] = self._reason.format(self.escape(reason))
+                filled = self._reasons[reason] = self._reason.fill([self.escape(reason)])
             out.append(filled)
         return "".join(out)
 
@@ -245,11 +265,11 @@ class CompiledTemplate:
             number, more_url, less_url = item.number, item.more_url, item.less_url
             if self._html:
                 number, more_url, less_url = escape_(number), escape_(more_url), escape_(less_url)
-            reasons = self._reason_lines(item.reasons)
-            for parts, fragment in zip(filled, self._per_paper(item.row), strict=True):
-                parts.append(fragment.format(number, more_url, less_url, reasons))
-        return self.shell.format(
-            *[escape_(values[name]) for name in DIGEST_SCALARS], *["".join(parts) for parts in filled]
+            per_digest = (number, more_url, less_url, self._reason_lines(item.reasons))
+            for parts, plan in zip(filled, self._per_paper(item.row), strict=True):
+                plan.extend(parts, per_digest)
+        return self.shell.fill(
+            [*[escape_(values[name]) for name in DIGEST_SCALARS], *["".join(parts) for parts in filled]]
         )
 
 
