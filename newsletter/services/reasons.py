@@ -68,10 +68,13 @@ def reasons_for(
     similar = (evidence.similarity[top] >= SIMILARITY_REASON).tolist()
     # The interests' terms in each pick, for the similarity reasons that name them: made for all the
     # picks at once, and only when a pick has such a reason.
-    written = shares = None
+    written, strongest = None, []
     if anchor_cosines is None and any(similar):
         written = _query_terms(profile.interests, evidence.query)
         shares = _term_shares(written, pool, top)
+        # Per pick, the terms it has, strongest first (the stable order keeps the reader's on a tie).
+        order = np.argsort(-shares, axis=1, kind="stable").tolist()
+        strongest = [o[:n] for o, n in zip(order, np.count_nonzero(shares > 0, axis=1).tolist(), strict=True)]
     tokens = _Tokens()
     result = []
     for k, index in enumerate(top.tolist()):
@@ -97,7 +100,7 @@ def reasons_for(
                 closest = profile.anchors[int(np.argmax(anchor_cosines[:, k]))]
                 reasons.append(f"Similar to “{closest.title}”")
             else:
-                terms = _shared_terms(written, shares[k], pool, index, found, tokens)
+                terms = _shared_terms(written, strongest[k], pool, index, found, tokens)
                 if terms:
                     reasons.append("Matches your interest in " + ", ".join(f"“{t}”" for t in terms))
         if (paper.upvotes or 0) >= TRENDING_UPVOTES:
@@ -225,21 +228,20 @@ def _term_shares(terms: QueryTerms, pool: CandidatePool, top: np.ndarray) -> np.
 
 def _shared_terms(
     terms: QueryTerms,
-    shares: np.ndarray,
+    strongest: list[int],
     pool: CandidatePool,
     index: int,
     found: Sequence[str],
     tokens: _Tokens,
 ) -> list[str]:
-    """The reader's words that carry the paper's similarity (`shares`: its row of _term_shares), as
-    they wrote them, strongest first, leaving out a word that another term shown or a "Mentions"
-    reason already says."""
-    positive = np.count_nonzero(shares > 0)
-    if not positive:
+    """The reader's words that carry the paper's similarity (`strongest`: the terms the paper has,
+    by _term_shares, strongest first), as they wrote them, leaving out a word that another term shown
+    or a "Mentions" reason already says."""
+    if not strongest:
         return []
     said = set().union(*(tokens[p] for p in found))
     chosen: list[str] = []
-    for i in np.argsort(-shares, kind="stable")[:positive].tolist():
+    for i in strongest:
         words = terms.words[i]
         # Hashed columns collide: a share counts only if the paper really has the gram.
         if words & said or not pool.has_token(index, terms.grams[i]):
