@@ -115,6 +115,35 @@ def _paper_row(paper: CandidatePaper, names: dict[int, str], abstract_chars: int
     )
 
 
+# Rows kept per process, by paper: a worker's chunks carry mostly the same papers (those of the
+# window), and a chunk's PaperRowCache would build each one again.
+_KEPT_ROWS_SIZE = 4096
+_kept_rows: dict[tuple[int, int | None], tuple[CandidatePaper, list[str], PaperRow]] = {}
+
+
+def _kept_row(paper: CandidatePaper, names: dict[int, str], abstract_chars: int | None) -> PaperRow:
+    """_paper_row, kept while the paper is equal in every field (dates in the same zone) and its
+    topics have the same names: a changed paper is built again, never shown stale."""
+    topics = [names[t] for t in paper.topic_ids if t in names]
+    kept = _kept_rows.get((paper.id, abstract_chars))
+    if kept is not None and kept[1] == topics and _same_paper(kept[0], paper):
+        return kept[2]
+    if len(_kept_rows) >= _KEPT_ROWS_SIZE:
+        _kept_rows.clear()
+    row = _paper_row(paper, names, abstract_chars)
+    _kept_rows[(paper.id, abstract_chars)] = (paper, topics, row)
+    return row
+
+
+def _same_paper(kept: CandidatePaper, paper: CandidatePaper) -> bool:
+    # Equal aware datetimes may be in different zones, which would print another day.
+    return (
+        kept == paper
+        and kept.ingested_at.utcoffset() == paper.ingested_at.utcoffset()
+        and (kept.published_at is None or kept.published_at.utcoffset() == paper.published_at.utcoffset())
+    )
+
+
 def paper_card(*, paper: CandidatePaper) -> PaperRow:
     """One paper as the digests show it, without a reader's parts (the feedback page)."""
     return _paper_row(paper, topic_names(), ABSTRACT_CHARS)
@@ -140,7 +169,7 @@ class PaperRowCache:
             paper_id = pick.paper.id
             row = self._rows.get(paper_id)
             if row is None:
-                row = self._rows[paper_id] = _paper_row(pick.paper, self.names, self.abstract_chars)
+                row = self._rows[paper_id] = _kept_row(pick.paper, self.names, self.abstract_chars)
             feedback = feedback_link(paper_id)
             result.append(DigestItem(row, str(number), pick.reasons, feedback + "more/", feedback + "less/"))
         return result
