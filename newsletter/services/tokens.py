@@ -99,7 +99,7 @@ def _signer_mac(purpose: Purpose, secret: str) -> hmac.HMAC:
 
 def token_make(*, subscriber: Subscriber, purpose: Purpose, object_id: int | None = None) -> str:
     """Signer.sign_object's string for the payload. Permanent tokens (three in every digest) are
-    signed here without building a Signer: the same string, a third of the CPU; the timestamped
+    signed here without building a Signer: the same string, less than half the CPU; the timestamped
     confirmation token still goes through TimestampSigner."""
     payload = [object_id if object_id is not None else subscriber.pk, _fingerprint(subscriber, purpose)]
     if _max_age(purpose) is not None:
