@@ -29,7 +29,7 @@ from django.template.loader import render_to_string
 from premailer import Premailer
 
 from newsletter.services.deliverability.verp import message_id_make, verp_address
-from newsletter.services.mime import WrittenMessage, writable
+from newsletter.services.mime import WrittenMessage, written_parts
 
 logger = logging.getLogger(__name__)
 
@@ -82,24 +82,31 @@ class _HeaderPolicy(Compat32):
 
     compat32 runs every header through email.header.Header to fold it, which for the usual header
     (ASCII, one line, shorter than the line limit) gives back `name: value` unchanged: a third of the
-    serialization time of a digest, spent on its 15 headers. Anything else (non-ASCII, long, or with
-    line breaks) still goes through compat32 itself (tests/newsletter/test_emails.py compares the two).
+    serialization time of a digest, spent on its 15 headers. An ASCII value without any whitespace
+    that is too long (a digest's List-Unsubscribe) goes onto one continuation line, as Header puts
+    it: another third. Anything else (non-ASCII, long with spaces, or with line breaks) still goes
+    through compat32 itself (tests/newsletter/test_emails.py compares the two).
     """
 
     def fold_binary(self, name: str, value: object) -> bytes:
-        if (
-            type(value) is str
-            and value.isascii()
-            and len(name) + 2 + len(value) <= (self.max_line_length or 0)
-            and not _NEEDS_FOLDING.search(value)
-        ):
-            return f"{name}: {value}{self.linesep}".encode("ascii")
+        if type(value) is str and value.isascii() and self.max_line_length:
+            if len(name) + 2 + len(value) <= self.max_line_length:
+                if not _NEEDS_FOLDING.search(value):
+                    return f"{name}: {value}{self.linesep}".encode("ascii")
+            elif not _WHITESPACE.search(value):
+                # One word too long for the line (the List-Unsubscribe URL): Header has no place to
+                # fold it, and moves it whole onto a continuation line of its own.
+                return f"{name}: {self.linesep} {value}{self.linesep}".encode("ascii")
         return super().fold_binary(name, value)
 
 
 # Line breaks and runs of whitespace are what compat32's folding would rewrite; leading or trailing
-# whitespace too. Values with none of them come out as they are.
-_NEEDS_FOLDING = re.compile(r"[\r\n]|\s\s|^\s|\s$")
+# whitespace too, and any whitespace but a space (str.splitlines breaks lines at \v, \f, \x1c-\x1e).
+# Values with none of them come out as they are.
+_NEEDS_FOLDING = re.compile(r"[^\S ]|\s\s|^\s|\s$")
+# Header folds only at spaces and tabs, and splits lines at what str.splitlines splits at: all of it is
+# \s (the ASCII ones: space, \t, \n, \r, \v, \f and \x1c-\x1f).
+_WHITESPACE = re.compile(r"\s")
 HEADER_POLICY = _HeaderPolicy()
 
 
@@ -131,8 +138,9 @@ class ListEmail(EmailMultiAlternatives):
         # part's text to pick one that does not (a fifth of the MIME serialization time). 96 bits
         # keep the Content-Type line under 78 characters: no folding through email.header.
         boundary = f"=_{secrets.token_hex(12)}"
-        if writable(self):
-            msg = WrittenMessage(self, policy=HEADER_POLICY, boundary=boundary)
+        parts = written_parts(self)
+        if parts is not None:
+            msg = WrittenMessage(self, policy=HEADER_POLICY, boundary=boundary, parts=parts)
         else:
             msg = super().message()
             msg.policy = HEADER_POLICY  # the generator hands it down to the parts

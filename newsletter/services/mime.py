@@ -6,7 +6,7 @@ the worker CPU of a digest).
 writes the headers (the same values Django stores, folded by the same policy), the boundary and the
 text parts (7bit or 8bit, the lines joined with the line separator). Anything else a caller asks of it
 (a header, the parts) is answered by the stdlib message, built on first use with the same Date,
-boundary and signature. `writable` keeps to the case written here: a text body, at most one HTML
+boundary and signature. `written_parts` keeps to the case written here: a text body, at most one HTML
 alternative, no attachments, utf-8, no line over 998 bytes (Django would switch to quoted-printable);
 other emails go through the stdlib. tests/newsletter/test_mime.py holds the two equal.
 """
@@ -33,11 +33,15 @@ _SUBJECT_PLAIN_MAX = 70
 
 
 def has_long_lines(text: str) -> bool:
-    """Django's SafeMIMEText test for quoted-printable. str.splitlines also splits on characters
+    """Django's SafeMIMEText test for quoted-printable (a line over 998 bytes)."""
+    return _long_lines(text, text.encode(errors="surrogateescape"))
+
+
+def _long_lines(text: str, data: bytes) -> bool:
+    """has_long_lines of `text`, given its bytes. str.splitlines also splits on characters
     bytes.splitlines keeps (form feed, U+2028, ...), so its lines are never longer than those of the
-    bytes: when no line of the bytes is over the limit, none of Django's is, and that is all C."""
-    lines = text.encode(errors="surrogateescape").splitlines()
-    if not lines or max(map(len, lines)) <= RFC5322_EMAIL_LINE_LENGTH_LIMIT:
+    bytes: when no line of the bytes is over the limit, none of Django's is."""
+    if not long_byte_lines(data):
         return False
     return any(
         len(line.encode(errors="surrogateescape")) > RFC5322_EMAIL_LINE_LENGTH_LIMIT
@@ -45,29 +49,47 @@ def has_long_lines(text: str) -> bool:
     )
 
 
-def writable(email: EmailMultiAlternatives) -> bool:
-    """Whether the bytes of this email are written here (else the stdlib writes them)."""
+def long_byte_lines(data: bytes, limit: int = RFC5322_EMAIL_LINE_LENGTH_LIMIT) -> bool:
+    """Whether a line of bytes.splitlines(data) is longer than `limit`, without making the lines (a
+    digest's HTML has hundreds): from a line's start, the last line break within limit + 1 bytes
+    begins the next window, so a window without one is a long line, and a 36 kB part takes a few
+    dozen rfinds."""
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    start, size = 0, len(data)
+    while size - start > limit:
+        newline = data.rfind(b"\n", start, start + limit + 1)
+        if newline < 0:
+            return True
+        start = newline + 1
+    return False
+
+
+def written_parts(email: EmailMultiAlternatives) -> list[bytes] | None:
+    """The utf-8 bytes of the text body and the HTML alternative when this email's bytes are written
+    here (each encoded once, for the tests and the writing); None when the stdlib writes them."""
     alternatives = getattr(email, "alternatives", [])
-    texts = [email.body] + [content for content, _ in alternatives]
-    return (
-        not email.attachments
-        and email.content_subtype == "plain"
-        and (email.encoding or settings.DEFAULT_CHARSET).lower() == "utf-8"
-        and bool(email.body)
-        and len(alternatives) <= 1
-        and all(mimetype == "text/html" for _, mimetype in alternatives)
-        and all(isinstance(text, str) and not has_long_lines(text) for text in texts)
-        # Lone surrogates would be written raw by the stdlib and fail to encode here.
-        and all(text.isascii() or _encodable(text) for text in texts)
-    )
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+    if (
+        email.attachments
+        or email.content_subtype != "plain"
+        or (email.encoding or settings.DEFAULT_CHARSET).lower() != "utf-8"
+        or not email.body
+        or len(alternatives) > 1
+        or any(mimetype != "text/html" for _, mimetype in alternatives)
+    ):
+        return None
+    parts = []
+    for text in [email.body, *(content for content, _ in alternatives)]:
+        if not isinstance(text, str):
+            return None
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # lone surrogates, which the stdlib writes raw
+            return None
+        if _long_lines(text, data):
+            return None
+        parts.append(data)
+    return parts
 
 
 def header_value(name: str, value: object) -> str:
@@ -83,14 +105,14 @@ def header_value(name: str, value: object) -> str:
     return forbid_multi_line_headers(name, value, "utf-8")[1]
 
 
-def _part(subtype: str, text: str) -> tuple[list[tuple[str, str]], str]:
+def _part(subtype: str, data: bytes) -> tuple[list[tuple[str, str]], bytes]:
     return (
         [
             ("Content-Type", f'text/{subtype}; charset="utf-8"'),
             ("MIME-Version", "1.0"),
-            ("Content-Transfer-Encoding", "7bit" if text.isascii() else "8bit"),
+            ("Content-Transfer-Encoding", "7bit" if data.isascii() else "8bit"),
         ],
-        text,
+        data,
     )
 
 
@@ -98,13 +120,16 @@ class WrittenMessage:
     """Django's message() result for a writable email: as_bytes is written here, the rest delegated
     to the stdlib message (built lazily, equal to what is written)."""
 
-    def __init__(self, email: EmailMultiAlternatives, *, policy: Policy, boundary: str) -> None:
+    def __init__(
+        self, email: EmailMultiAlternatives, *, policy: Policy, boundary: str, parts: list[bytes]
+    ) -> None:
+        """`parts`: written_parts(email)."""
         self._email = email
         self.policy = policy
         self._boundary = boundary if email.alternatives else None
         self._date = formatdate(localtime=settings.EMAIL_USE_LOCALTIME)
+        self._parts = [_part("plain", parts[0])] + [_part("html", data) for data in parts[1:]]
         self._headers = self._outer_headers()  # raises BadHeaderError now, as Django's message() does
-        self._parts = [_part("plain", email.body)] + [_part("html", html) for html, _ in email.alternatives]
         self._stdlib: Message | None = None
         self._folders: dict[str, Policy] = {}
 
@@ -117,7 +142,7 @@ class WrittenMessage:
                 ("MIME-Version", "1.0"),
             ]
         else:
-            headers = _part("plain", email.body)[0]
+            headers = list(self._parts[0][0])
         headers.append(("Subject", header_value("Subject", email.subject)))
         headers.append(("From", header_value("From", extra.get("From", email.from_email))))
         for name, values in (("To", email.to), ("Cc", email.cc), ("Reply-To", email.reply_to)):
@@ -150,27 +175,29 @@ class WrittenMessage:
         return folder
 
     @staticmethod
-    def _lines(text: str, linesep: str) -> str:
-        """The generator's NLCRE split and join: every CRLF, CR and LF becomes linesep."""
-        if "\r" in text:
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        return text if linesep == "\n" else text.replace("\n", linesep)
+    def _lines(data: bytes, linesep: bytes) -> bytes:
+        """The generator's NLCRE split and join: every CRLF, CR and LF becomes linesep (in utf-8 the
+        bytes CR and LF are those characters and nothing else)."""
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        return data if linesep == b"\n" else data.replace(b"\n", linesep)
 
     def as_bytes(self, unixfrom: bool = False, linesep: str = "\n") -> bytes:
         if unixfrom:
             return self.stdlib().as_bytes(unixfrom=True, linesep=linesep)
         fold = self._folder(linesep).fold_binary
+        newline = linesep.encode()
         out = [fold(name, value) for name, value in self._headers]
-        out.append(linesep.encode())
+        out.append(newline)
         if self._boundary is None:
-            out.append(self._lines(self._parts[0][1], linesep).encode())
+            out.append(self._lines(self._parts[0][1], newline))
             return b"".join(out)
         delimiter = f"--{self._boundary}{linesep}".encode()
-        for number, (headers, text) in enumerate(self._parts):
-            out.append(delimiter if number == 0 else linesep.encode() + delimiter)
+        for number, (headers, data) in enumerate(self._parts):
+            out.append(delimiter if number == 0 else newline + delimiter)
             out += [fold(name, value) for name, value in headers]
-            out.append(linesep.encode())
-            out.append(self._lines(text, linesep).encode())
+            out.append(newline)
+            out.append(self._lines(data, newline))
         out.append(f"{linesep}--{self._boundary}--{linesep}".encode())
         return b"".join(out)
 

@@ -14,6 +14,7 @@ as from the interests, which the model also holds as a positive (learning.reader
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,13 +59,25 @@ def because_you_liked(title: str) -> str:
 def reasons_for(
     profile: Profile, pool: CandidatePool, top: Sequence[int], evidence: Evidence, keywords: PhraseHits
 ) -> list[tuple[str, ...]]:
+    top = np.asarray(top, dtype=np.intp)
     anchor_cosines = evidence.anchors[:, top] if evidence.anchors is not None else None
-    credited = _credited_likes(profile, pool, top, evidence)
+    credited = _credited_likes(profile, pool, top, evidence).tolist()
     phrases = profile.phrases
-    written = _query_terms(profile.interests, evidence.query)
     followed = profile.followed
+    chosen_topics = set(profile.topic_ids)
+    similar = (evidence.similarity[top] >= SIMILARITY_REASON).tolist()
+    # The interests' terms in each pick, for the similarity reasons that name them: made for all the
+    # picks at once, and only when a pick has such a reason.
+    written, strongest = None, []
+    if anchor_cosines is None and any(similar):
+        written = _query_terms(profile.interests, evidence.query)
+        shares = _term_shares(written, pool, top)
+        # Per pick, the terms it has, strongest first (the stable order keeps the reader's on a tie).
+        order = np.argsort(-shares, axis=1, kind="stable").tolist()
+        strongest = [o[:n] for o, n in zip(order, np.count_nonzero(shares > 0, axis=1).tolist(), strict=True)]
+    tokens = _Tokens()
     result = []
-    for k, index in enumerate(top):
+    for k, index in enumerate(top.tolist()):
         paper = pool.papers[index]
         reasons = []
         if followed:
@@ -73,23 +86,21 @@ def reasons_for(
                 reasons.append(f"By {' and '.join(names[:2])}, whom you follow")
         if credited[k] >= 0:
             reasons.append(because_you_liked(profile.taste.liked[credited[k]].title))
-        strength = dict(zip(paper.topic_ids, paper.topic_scores, strict=True))
-        shared = sorted(
-            (t for t in paper.topic_ids if t in profile.topic_ids and t in pool.topic_names),
-            key=lambda t: -strength[t],
-        )
+        shared = [t for t in paper.topic_ids if t in chosen_topics and t in pool.topic_names]
         if shared:
+            strength = dict(zip(paper.topic_ids, paper.topic_scores, strict=True))
+            shared.sort(key=lambda t: -strength[t])
             names = ", ".join(pool.topic_names[t] for t in shared[:3])
             reasons.append("Matches your topic" + ("s" if len(shared) > 1 else "") + ": " + names)
-        found = _distinct(keywords.found(phrases, index))
+        found = _distinct(keywords.found(phrases, index), tokens)
         if found:
             reasons.append("Mentions " + ", ".join(f"“{p}”" for p in found[:3]))
-        if evidence.similarity[index] >= SIMILARITY_REASON:
+        if similar[k]:
             if anchor_cosines is not None:
                 closest = profile.anchors[int(np.argmax(anchor_cosines[:, k]))]
                 reasons.append(f"Similar to “{closest.title}”")
             else:
-                terms = _shared_terms(written, pool, index, found)
+                terms = _shared_terms(written, strongest[k], pool, index, found, tokens)
                 if terms:
                     reasons.append("Matches your interest in " + ", ".join(f"“{t}”" for t in terms))
         if (paper.upvotes or 0) >= TRENDING_UPVOTES:
@@ -101,6 +112,15 @@ def reasons_for(
             reasons.append("Close to your interests" if interested else "Among the most popular new papers")
         result.append(tuple(reasons))
     return result
+
+
+class _Tokens(dict):
+    """content_tokens of each of a reader's phrases, made once per reasons_for call (a phrase is
+    found in many of the picks)."""
+
+    def __missing__(self, phrase: str) -> frozenset[str]:
+        words = self[phrase] = frozenset(content_tokens(phrase))
+        return words
 
 
 def _credited_likes(
@@ -122,12 +142,12 @@ def _credited_likes(
     return np.where(carried & from_likes & near, liked.argmax(axis=0), -1)
 
 
-def _distinct(phrases: list[str]) -> list[str]:
+def _distinct(phrases: list[str], tokens: _Tokens) -> list[str]:
     """The phrases without those whose words a longer one already says ("speech" beside "text to
     speech"), in their order."""
     if len(phrases) < 2:
         return phrases
-    words = [frozenset(content_tokens(p)) for p in phrases]
+    words = [tokens[p] for p in phrases]
     kept: list[int] = []
     for i in sorted(range(len(phrases)), key=lambda i: -len(words[i])):
         if not any(words[i] <= words[j] for j in kept):
@@ -163,6 +183,7 @@ class QueryTerms:
     quotes: list[str]  # as the reader wrote them
     columns: np.ndarray
     weights: np.ndarray
+    words: list[frozenset[str]]  # each gram's words
 
 
 def _query_terms(interests: str, query: dict[int, float]) -> QueryTerms:
@@ -173,23 +194,55 @@ def _query_terms(interests: str, query: dict[int, float]) -> QueryTerms:
         quotes=[written[g] for g, _ in pairs],
         columns=np.array([c for _, c in pairs], dtype=np.int64),
         weights=np.array([query[c] for _, c in pairs], dtype=np.float64),
+        words=[frozenset(g.split()) for g, _ in pairs],
     )
 
 
-def _shared_terms(terms: QueryTerms, pool: CandidatePool, index: int, found: Sequence[str]) -> list[str]:
-    """The reader's words that carry the paper's similarity, as they wrote them, strongest first,
-    leaving out a word that another term shown or a "Mentions" reason already says."""
-    vectors = pool.vectors  # indices sorted per row (CandidatePool)
-    start, end = vectors.indptr[index], vectors.indptr[index + 1]
-    row_columns = vectors.indices[start:end]
-    if not len(row_columns):
+# Per pool (a chunk's): every stored entry of its TF-IDF rows as one sorted int64 key.
+_POOL_KEYS: weakref.WeakKeyDictionary[CandidatePool, np.ndarray] = weakref.WeakKeyDictionary()
+
+
+def _pool_keys(pool: CandidatePool) -> np.ndarray:
+    """row * columns + column of every stored entry of pool.vectors: sorted, since the rows come in
+    order and each row's columns are sorted (CandidatePool sorts them), so one searchsorted finds any
+    (paper, column) pair of the chunk. Made once per pool, for all its readers."""
+    keys = _POOL_KEYS.get(pool)
+    if keys is None:
+        vectors = pool.vectors
+        rows = np.repeat(np.arange(vectors.shape[0], dtype=np.int64), np.diff(vectors.indptr))
+        keys = _POOL_KEYS[pool] = rows * vectors.shape[1] + vectors.indices
+    return keys
+
+
+def _term_shares(terms: QueryTerms, pool: CandidatePool, top: np.ndarray) -> np.ndarray:
+    """picks x terms: each term's query weight times its TF-IDF value in the pick's paper, 0 where
+    the paper does not have it. One search for all of a reader's picks and terms."""
+    keys = _pool_keys(pool)
+    shares = np.zeros((len(top), len(terms.columns)))
+    if not len(keys) or not shares.size:
+        return shares
+    wanted = top.astype(np.int64)[:, None] * pool.vectors.shape[1] + terms.columns[None, :]
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, terms.weights[None, :] * pool.vectors.data[at], 0.0)
+
+
+def _shared_terms(
+    terms: QueryTerms,
+    strongest: list[int],
+    pool: CandidatePool,
+    index: int,
+    found: Sequence[str],
+    tokens: _Tokens,
+) -> list[str]:
+    """The reader's words that carry the paper's similarity (`strongest`: the terms the paper has,
+    by _term_shares, strongest first), as they wrote them, leaving out a word that another term shown
+    or a "Mentions" reason already says."""
+    if not strongest:
         return []
-    at = np.minimum(np.searchsorted(row_columns, terms.columns), len(row_columns) - 1)
-    shares = np.where(row_columns[at] == terms.columns, terms.weights * vectors.data[start:end][at], 0.0)
-    said = {t for p in found for t in content_tokens(p)}
+    said = set().union(*(tokens[p] for p in found))
     chosen: list[str] = []
-    for i in np.argsort(-shares, kind="stable")[: np.count_nonzero(shares > 0)].tolist():
-        words = set(terms.grams[i].split())
+    for i in strongest:
+        words = terms.words[i]
         # Hashed columns collide: a share counts only if the paper really has the gram.
         if words & said or not pool.has_token(index, terms.grams[i]):
             continue

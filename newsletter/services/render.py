@@ -21,7 +21,7 @@ from django.utils.encoding import iri_to_uri
 from newsletter.models import Delivery, Subscriber
 from newsletter.selectors import picks_recorded
 from newsletter.services.candidates import Pick
-from newsletter.services.digest_templates import PaperRow, digest_render
+from newsletter.services.digest_templates import DigestItem, PaperRow, digest_render
 from newsletter.services.emails import build_email
 from newsletter.services.tokens import Purpose, feedback_links, link
 from papers.selectors import CandidatePaper, topic_names
@@ -115,6 +115,35 @@ def _paper_row(paper: CandidatePaper, names: dict[int, str], abstract_chars: int
     )
 
 
+# Rows kept per process, by paper: a worker's chunks carry mostly the same papers (those of the
+# window), and a chunk's PaperRowCache would build each one again.
+_KEPT_ROWS_SIZE = 4096
+_kept_rows: dict[tuple[int, int | None], tuple[CandidatePaper, list[str], PaperRow]] = {}
+
+
+def _kept_row(paper: CandidatePaper, names: dict[int, str], abstract_chars: int | None) -> PaperRow:
+    """_paper_row, kept while the paper is equal in every field (dates in the same zone) and its
+    topics have the same names: a changed paper is built again, never shown stale."""
+    topics = [names[t] for t in paper.topic_ids if t in names]
+    kept = _kept_rows.get((paper.id, abstract_chars))
+    if kept is not None and kept[1] == topics and _same_paper(kept[0], paper):
+        return kept[2]
+    if len(_kept_rows) >= _KEPT_ROWS_SIZE:
+        _kept_rows.clear()
+    row = _paper_row(paper, names, abstract_chars)
+    _kept_rows[(paper.id, abstract_chars)] = (paper, topics, row)
+    return row
+
+
+def _same_paper(kept: CandidatePaper, paper: CandidatePaper) -> bool:
+    # Equal aware datetimes may be in different zones, which would print another day.
+    return (
+        kept == paper
+        and kept.ingested_at.utcoffset() == paper.ingested_at.utcoffset()
+        and (kept.published_at is None or kept.published_at.utcoffset() == paper.published_at.utcoffset())
+    )
+
+
 def paper_card(*, paper: CandidatePaper) -> PaperRow:
     """One paper as the digests show it, without a reader's parts (the feedback page)."""
     return _paper_row(paper, topic_names(), ABSTRACT_CHARS)
@@ -131,25 +160,33 @@ class PaperRowCache:
         self.abstract_chars = abstract_chars  # None: the whole abstract (the web copy)
         self._rows: dict[int, PaperRow] = {}
 
-    def rows(self, picks: Sequence[Pick], *, subscriber: Subscriber) -> list[PaperRow]:
-        """The rows of one reader's picks, each with that reader's feedback links."""
+    def items(self, picks: Sequence[Pick], *, subscriber: Subscriber) -> list[DigestItem]:
+        """One reader's picks as the email renders them: each paper's shared row with the reader's
+        position, reasons and feedback links beside it (no copy of the row per reader)."""
         result = []
         feedback_link = feedback_links(subscriber=subscriber)
         for number, pick in enumerate(picks, start=1):
-            row = self._rows.get(pick.paper.id)
+            paper_id = pick.paper.id
+            row = self._rows.get(paper_id)
             if row is None:
-                row = self._rows[pick.paper.id] = _paper_row(pick.paper, self.names, self.abstract_chars)
-            feedback = feedback_link(pick.paper.id)
-            result.append(
-                replace(
-                    row,
-                    reasons=list(pick.reasons),
-                    number=str(number),
-                    more_url=feedback + "more/",
-                    less_url=feedback + "less/",
-                )
-            )
+                row = self._rows[paper_id] = _kept_row(pick.paper, self.names, self.abstract_chars)
+            feedback = feedback_link(paper_id)
+            result.append(DigestItem(row, str(number), pick.reasons, feedback + "more/", feedback + "less/"))
         return result
+
+    def rows(self, picks: Sequence[Pick], *, subscriber: Subscriber) -> list[PaperRow]:
+        """The rows of one reader's picks, each with that reader's feedback links (for the pages'
+        templates, which read them as one object)."""
+        return [
+            replace(
+                item.row,
+                reasons=list(item.reasons),
+                number=item.number,
+                more_url=item.more_url,
+                less_url=item.less_url,
+            )
+            for item in self.items(picks, subscriber=subscriber)
+        ]
 
 
 # --- the values around them ------------------------------------------------------------------
@@ -270,8 +307,9 @@ def digest_email(
             html=html,
             bounce_id=None if to else subscriber.pk,
         )
-    items = (rows or PaperRowCache()).rows(picks, subscriber=subscriber)
-    rendered = digest_render(items=items, values=values | {"subject": subject(items)}, html=html)
+    items = (rows or PaperRowCache()).items(picks, subscriber=subscriber)
+    title = subject([item.row for item in items])
+    rendered = digest_render(items=items, values=values | {"subject": title}, html=html)
     if test:
         rendered = replace(rendered, subject=f"[Test] {rendered.subject}")
     return build_email(

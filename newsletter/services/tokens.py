@@ -30,6 +30,7 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.core import signing
+from django.utils.crypto import salted_hmac
 
 from newsletter.models import Delivery, Subscriber
 from newsletter.selectors import Preferences, library_to_confirm, preferences_to_confirm
@@ -84,9 +85,29 @@ def _signer(purpose: Purpose) -> signing.Signer:
     return signing.Signer(salt=_salt(purpose))
 
 
+# What signing.JSONSerializer.dumps calls json.dumps with, made once (json.dumps builds an encoder
+# per call when given separators).
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+@lru_cache(maxsize=16)
+def _signer_mac(purpose: Purpose, secret: str) -> hmac.HMAC:
+    """The HMAC of Signer(salt=_salt(purpose)).signature before its value is fed: salted_hmac itself
+    with an empty value. Signer derives this key on every call; here each signature is a copy."""
+    return salted_hmac(_salt(purpose) + "signer", b"", secret, algorithm="sha256")
+
+
 def token_make(*, subscriber: Subscriber, purpose: Purpose, object_id: int | None = None) -> str:
+    """Signer.sign_object's string for the payload. Permanent tokens (three in every digest) are
+    signed here without building a Signer: the same string, less than half the CPU; the timestamped
+    confirmation token still goes through TimestampSigner."""
     payload = [object_id if object_id is not None else subscriber.pk, _fingerprint(subscriber, purpose)]
-    return _signer(purpose).sign_object(payload, compress=False)
+    if _max_age(purpose) is not None:
+        return _signer(purpose).sign_object(payload, compress=False)
+    value = signing.b64_encode(_JSON.encode(payload).encode("latin-1"))
+    mac = _signer_mac(purpose, settings.SECRET_KEY).copy()
+    mac.update(value)
+    return f"{value.decode()}:{signing.b64_encode(mac.digest()).decode()}"
 
 
 def _load(token: str, purpose: Purpose) -> tuple[int, str] | None:
@@ -211,11 +232,13 @@ def feedback_links(*, subscriber: Subscriber) -> Callable[[int], str]:
 def link(*, subscriber: Subscriber, purpose: Purpose, object_id: int | None = None) -> str:
     """Absolute URL of a tokenized page, for emails (workers have no request to build it from)."""
     token = token_make(subscriber=subscriber, purpose=purpose, object_id=object_id)
-    path = {
-        Purpose.CONFIRM: "/confirm/{}/",
-        Purpose.MANAGE: "/manage/{}/",
-        Purpose.UNSUBSCRIBE: "/unsubscribe/{}/",
-        Purpose.DIGEST: "/digests/{}/",
-        Purpose.FEED: "/feeds/{}/",
-    }[purpose]
-    return settings.SITE_URL + path.format(token)
+    return f"{settings.SITE_URL}/{_LINK_PATHS[purpose]}/{token}/"
+
+
+_LINK_PATHS = {
+    Purpose.CONFIRM: "confirm",
+    Purpose.MANAGE: "manage",
+    Purpose.UNSUBSCRIBE: "unsubscribe",
+    Purpose.DIGEST: "digests",
+    Purpose.FEED: "feeds",
+}

@@ -295,6 +295,23 @@ def test_header_policy_writes_what_compat32_writes(name: str, value: str, linese
     assert _folded(HEADER_POLICY, name, value, linesep) == _folded(policy.compat32, name, value, linesep)
 
 
+# One "word" around the line limit: the List-Unsubscribe URL, with every ASCII character str.isspace
+# or str.splitlines knows, a splitchar of Header (";" ","), and a non-ASCII one.
+_WORD_PIECES = [*"<>:/._-=aZ9;,", "x" * 20, " ", "\t", "\n", "\r", "\x0b", "\x0c", *"\x1c\x1d\x1e\x1f", "é"]
+
+
+@hypothesis_settings(max_examples=3000, deadline=None)
+@given(
+    name=st.sampled_from(["List-Unsubscribe", "Message-ID", "X"]),
+    value=st.lists(st.sampled_from(_WORD_PIECES), min_size=1, max_size=12).map("".join),
+    filler=st.integers(min_value=40, max_value=120),
+    linesep=st.sampled_from(["\n", "\r\n"]),
+)
+def test_a_long_word_is_moved_to_a_line_of_its_own_as_compat32_does(name, value, filler, linesep) -> None:
+    value = "<https://digest.example.org/" + "u" * filler + value
+    assert _folded(HEADER_POLICY, name, value, linesep) == _folded(policy.compat32, name, value, linesep)
+
+
 def test_digest_bytes_are_unchanged_by_the_header_policy() -> None:
     message = build_email(
         "digest",

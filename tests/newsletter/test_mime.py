@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from newsletter.services.delivery import deliveries_send
 from newsletter.services.dispatch import digests_dispatch
 from newsletter.services.emails import RenderedEmail, build_email
-from newsletter.services.mime import WrittenMessage, has_long_lines, header_value
+from newsletter.services.mime import WrittenMessage, has_long_lines, header_value, long_byte_lines
 from tests.factories import PaperFactory, SubscriberFactory
 from tests.newsletter.test_emails import dkim_keys  # noqa: F401 (the fixture, with its test key)
 
@@ -129,3 +129,17 @@ def test_long_lines_are_those_django_sends_as_quoted_printable(text: str) -> Non
     django_says = any(len(line.encode(errors="surrogateescape")) > 998 for line in text.splitlines())
 
     assert has_long_lines(text) == django_says
+
+
+@hypothesis_settings(max_examples=3000, deadline=None)
+@given(
+    data=st.lists(
+        st.sampled_from([b"a", b"bb", b"ccccc", b"\n", b"\r", b"\r\n", b"\x0c", "é".encode()]), max_size=60
+    ).map(b"".join),
+    limit=st.integers(min_value=0, max_value=12),
+)
+def test_long_byte_lines_are_those_of_splitlines(data: bytes, limit: int) -> None:
+    """The windowed search against the lines themselves, with short limits so that every way a line
+    can meet a window's edge is tried."""
+    lines = data.splitlines()
+    assert long_byte_lines(data, limit) == (bool(lines) and max(map(len, lines)) > limit)

@@ -9,12 +9,23 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from scipy import sparse
 
 from newsletter.models import Feedback
 from newsletter.selectors import digest_preview
 from newsletter.services.candidates import CandidatePool, PhraseHits, Pick, Profile, Taste
 from newsletter.services.learning.reader_model import reader_model_fit
-from newsletter.services.reasons import Evidence, because_you_liked, reasons_for, written_terms
+from newsletter.services.reasons import (
+    Evidence,
+    QueryTerms,
+    _term_shares,
+    because_you_liked,
+    reasons_for,
+    written_terms,
+)
 from papers.models import Paper
 from papers.selectors import papers_candidates, topic_names
 from papers.services.text import content_tokens
@@ -154,3 +165,40 @@ def test_a_like_is_credited_where_the_learned_term_carries_the_most_and_the_like
 
     credit = because_you_liked(liked_paper.title)
     assert [credit in r for r in reasons] == [False, False, True, False]  # never itself
+
+
+class _Pool:
+    """What _term_shares reads of a CandidatePool: its TF-IDF rows, indices sorted per row."""
+
+    def __init__(self, vectors: sparse.csr_matrix) -> None:
+        self.vectors = vectors
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+    papers=st.integers(min_value=0, max_value=12),
+    density=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+    terms=st.integers(min_value=0, max_value=6),
+)
+def test_term_shares_are_each_terms_weight_times_its_value_in_the_pick(seed, papers, density, terms) -> None:
+    rng = np.random.default_rng(seed)
+    vectors = sparse.random(papers, 40, density=density, format="csr", random_state=rng)
+    vectors.sort_indices()
+    columns = rng.integers(0, 40, size=terms)
+    query = QueryTerms(
+        grams=[f"g{c}" for c in columns],
+        quotes=[f"g{c}" for c in columns],
+        columns=columns.astype(np.int64),
+        weights=rng.normal(size=terms),
+        words=[frozenset({f"g{c}"}) for c in columns],
+    )
+    top = rng.permutation(papers)[: rng.integers(0, papers + 1)] if papers else np.array([], dtype=np.intp)
+
+    shares = _term_shares(query, _Pool(vectors), top)
+
+    dense = vectors.toarray()
+    pairs = list(zip(columns, query.weights, strict=True))
+    expected = np.array([[w * dense[p, c] if dense[p, c] != 0 else 0.0 for c, w in pairs] for p in top])
+    expected = expected.reshape(len(top), terms)
+    assert np.array_equal(shares, expected)

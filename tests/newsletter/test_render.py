@@ -22,6 +22,7 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.template.loader import render_to_string
@@ -39,8 +40,8 @@ from newsletter.services.render import (
     period_label,
 )
 from newsletter.services.tokens import Purpose, feedback_token_load, token_delivery, token_subscriber
-from papers.models import Paper
-from papers.selectors import papers_by_ids, topic_names
+from papers.models import Paper, Topic
+from papers.selectors import CandidatePaper, papers_by_ids, topic_names
 from tests.factories import DeliveryFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -251,6 +252,15 @@ DIGESTS = {
         item(authors=[], code_urls=[]),
         item(title="Looks like a placeholder __pdph_title__ __pdslot_paper__", abstract="__pdph_url__"),
     ],
+    "braces": [
+        item(
+            title="{0} {} {{title}} }{ {number!r:>3}",
+            abstract="f(x) = {x : x > 0}",
+            reasons=["Mentions “{1}”"],
+            topics=["{}"],
+            more_url="https://x.org/{2}/more/",
+        )
+    ],
     "no papers": [],
 }
 
@@ -361,6 +371,24 @@ def test_digest_render_parts() -> None:
 # --- per-reader parts: feedback links, first digest --------------------------------------------
 
 
+def test_a_digests_items_render_as_its_rows_do() -> None:
+    """The email renders PaperRowCache.items (the shared row beside the reader's parts); the pages
+    get rows with those parts copied in. Both give the same digest."""
+    papers = papers_by_ids(ids=[PaperFactory().pk, PaperFactory(github_url="").pk, PaperFactory().pk])
+    picks = [Pick(paper=p, score=1.0, reasons=(f"Reason {p.id}", "“Shared” & <reason>")) for p in papers]
+    cache = PaperRowCache(topic_names())
+
+    items, rows = cache.items(picks, subscriber=READER), cache.rows(picks, subscriber=READER)
+
+    assert [item.row for item in items] == [
+        replace(row, reasons=[], number="", more_url="", less_url="") for row in rows
+    ]
+    for html in (True, False):
+        assert digest_render(items=items, values=values(), html=html) == digest_render(
+            items=rows, values=values(), html=html
+        )
+
+
 def test_each_reader_gets_feedback_links_of_their_own_for_the_same_paper() -> None:
     (paper,) = papers_by_ids(ids=[PaperFactory().pk])
     ada, bob = SubscriberFactory(), SubscriberFactory()
@@ -422,3 +450,26 @@ def test_a_first_digest_says_so_and_later_ones_speak_of_the_last_digest() -> Non
         later["intro"] == "3 papers new to you since your last digest, picked for your topics and interests."
     )
     assert "new papers" not in first["intro"] + later["intro"]
+
+
+def test_rows_are_kept_across_chunks_but_never_stale() -> None:
+    """A worker's chunks share their papers' rows; a paper changed since (title, stars, a topic's
+    name, the zone of its dates) gets a row of its own."""
+    topic = Topic.objects.create(name="Speech & audio", slug="speech-audio-kept")
+    (paper,) = papers_by_ids(ids=[PaperFactory(github_url="https://github.com/a/b", github_stars=5).pk])
+    paper = replace(paper, topic_ids=(topic.pk,), topic_scores=(1.0,))
+    names = topic_names()
+
+    def row(of: CandidatePaper, topics: dict[int, str] = names) -> PaperRow:
+        return PaperRowCache(topics).items([Pick(paper=of, score=1.0, reasons=())], subscriber=READER)[0].row
+
+    first = row(paper)
+    assert row(paper) is first  # another chunk, the same paper: the same row
+    assert row(replace(paper, title="A new title")).title == "A new title"
+    assert row(replace(paper, github_stars=7000)).stars == ["7,000"]
+    assert row(paper, names | {topic.pk: "Speech"}).topics == ["Speech"]
+    late = paper.ingested_at.replace(hour=23, minute=30)
+    in_utc = replace(paper, ingested_at=late, published_at=None)
+    in_tokyo = replace(in_utc, ingested_at=late.astimezone(ZoneInfo("Asia/Tokyo")))
+    assert row(in_utc).date != row(in_tokyo).date  # equal instants, another day in Tokyo
+    assert row(paper) == first

@@ -9,6 +9,11 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.core import signing
+from django.test import override_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from newsletter.models import Subscriber, new_token_key
 from newsletter.services.tokens import (
@@ -151,6 +156,24 @@ def test_digest_token_names_the_delivery_of_its_subscriber() -> None:
     assert token_delivery(token=token) == delivery
     # A digest token is not a manage token of the subscriber whose id happens to equal the delivery's.
     assert token_subscriber(token=token, purpose=Purpose.MANAGE) is None
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    purpose=st.sampled_from([Purpose.MANAGE, Purpose.UNSUBSCRIBE, Purpose.DIGEST, Purpose.FEED]),
+    pk=st.integers(min_value=1, max_value=2**63 - 1),
+    object_id=st.none() | st.integers(min_value=0, max_value=2**63 - 1),
+    token_key=st.text(min_size=0, max_size=32),
+    secret=st.text(min_size=1, max_size=60),
+)
+def test_permanent_tokens_are_django_signers_strings(purpose, pk, object_id, token_key, secret) -> None:
+    """token_make signs without building a Signer; the string must stay Signer.sign_object's, so links
+    in emails sent before keep working (and _load, which uses Signer, reads them)."""
+    subscriber = Subscriber(pk=pk, email="reader@example.org", token_key=token_key)
+    with override_settings(SECRET_KEY=secret):
+        token = token_make(subscriber=subscriber, purpose=purpose, object_id=object_id)
+        payload = [object_id if object_id is not None else pk, token_key[:12]]
+        assert token == signing.Signer(salt=f"newsletter.token.{purpose}").sign_object(payload)
 
 
 def test_links_are_absolute_urls_on_the_site(settings) -> None:
