@@ -47,30 +47,41 @@ def _singular(token: str) -> str:
     return token
 
 
-# Memo of _singular: the vocabulary is small, the calls are many (every token of every abstract).
+# Memo of the folding and the stop-word test per raw token: the vocabulary is small, the calls are
+# many (every token of every abstract). A token that is not content maps to "" (no token is empty).
+_CONTENT: dict[str, str] = {}
 _SINGULAR: dict[str, str] = {}
-_SINGULAR_MAX = 500_000
+_MEMO_MAX = 500_000
 
 
 def tokenize(text: str) -> list[str]:
-    memo = _SINGULAR
-    tokens = []
-    for token in _TOKEN.findall(text.lower()):
-        folded = memo.get(token)
-        if folded is None:
-            if len(memo) > _SINGULAR_MAX:
-                memo.clear()
-            folded = memo[token] = _singular(token)
-        tokens.append(folded)
-    return tokens
+    return [_SINGULAR.get(token) or _singular(token) for token in _TOKEN.findall(text.lower())]
 
 
 def _is_content(token: str) -> bool:
     return token not in STOP_WORDS and (len(token) > 1 or token.isdigit())
 
 
+def _content_of(token: str) -> str:
+    """The folded token if it is content, else "": what `_CONTENT` holds for a raw token."""
+    folded = _singular(token)
+    if len(_CONTENT) > _MEMO_MAX:
+        _CONTENT.clear()
+        _SINGULAR.clear()
+    _SINGULAR[token] = folded
+    _CONTENT[token] = content = folded if _is_content(folded) else ""
+    return content
+
+
 def content_tokens(text: str) -> list[str]:
-    return [t for t in tokenize(text) if _is_content(t)]
+    # Looked up with map() in C; a token never seen before is folded once and remembered. This is
+    # half of computing a paper's features, which a worker does for every candidate it meets.
+    raw = _TOKEN.findall(text.lower())
+    memo = _CONTENT
+    folded = list(map(memo.get, raw))
+    if None in folded:
+        folded = [memo[t] if t in memo else _content_of(t) for t in raw]
+    return [t for t in folded if t]
 
 
 def content_spans(text: str) -> list[tuple[str, int, int, int]]:
@@ -92,7 +103,7 @@ def _identity(grams: list[str]) -> list[str]:
 def features(text: str) -> list[str]:
     """Unigrams and bigrams of content words: the vocabulary of the vectors."""
     tokens = content_tokens(text)
-    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+    return tokens + list(map(" ".join, itertools.pairwise(tokens)))
 
 
 # Fed lists of grams from `features`, so callers that need the grams too compute them once.
