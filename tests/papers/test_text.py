@@ -40,3 +40,12 @@ def test_features_are_the_content_words_and_their_pairs() -> None:
 
     assert text.features(SAMPLES[2]) == tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
     assert "llm model" in text.features(SAMPLES[2])
+
+
+def test_gram_columns_survive_the_memo_being_emptied(monkeypatch: pytest.MonkeyPatch) -> None:
+    grams = text.features(SAMPLES[2])
+    expected = text.gram_columns(grams)
+    monkeypatch.setattr(text, "_GRAM_COLUMNS_MAX", len(set(grams)))
+    # Known grams plus a new one pass the cap: the memo is emptied, and every gram hashed again.
+    assert text.gram_columns([*grams, "unseen gram"])[:-1] == expected
+    assert text.gram_columns(grams) == expected == text.gram_counts([[g] for g in grams]).indices.tolist()
