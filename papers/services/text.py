@@ -112,14 +112,42 @@ _hasher = HashingVectorizer(
 )
 
 
-@lru_cache(maxsize=1)
-def _idf() -> TfidfTransformer:
+# The IDF fitted on the sample abstracts, stored: a fit costs a worker process ~50 ms of CPU (the
+# features of 281 abstracts) before its first chunk, a load ~1 ms. tests/papers/test_text.py holds
+# the file equal to `idf_fit()`; after changing the samples or the tokenizer run
+# `manage.py store_idf`.
+IDF_FILE = SAMPLE_DATA_DIR / "idf.npz"
+
+
+def idf_fit() -> np.ndarray:
+    """The IDF weight of every feature column, fitted on the abstracts of papers/sample_data/*.txt."""
     corpus = []
     for path in sorted(SAMPLE_DATA_DIR.glob("*.txt")):
         paragraphs = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n")]
         corpus.extend(p for p in paragraphs if p)
+    return TfidfTransformer(sublinear_tf=True, norm=None).fit(feature_counts(corpus)).idf_
+
+
+def idf_store() -> None:
+    """Write `idf_fit()` to IDF_FILE: the weight of a feature no sample has, and the others by column."""
+    idf = idf_fit()
+    unseen = idf.max()  # a feature in no document has the highest weight, and most features are such
+    (columns,) = np.nonzero(idf != unseen)
+    np.savez_compressed(IDF_FILE, unseen=unseen, columns=columns.astype(np.int32), weights=idf[columns])
+
+
+def idf_load(path: Path | None = None) -> np.ndarray:
+    with np.load(path or IDF_FILE) as stored:
+        idf = np.full(N_FEATURES, stored["unseen"], dtype=np.float32)
+        idf[stored["columns"]] = stored["weights"]
+    return idf
+
+
+@lru_cache(maxsize=1)
+def _idf() -> TfidfTransformer:
     transformer = TfidfTransformer(sublinear_tf=True, norm=None)
-    transformer.fit(feature_counts(corpus))
+    transformer.idf_ = idf_load()
+    transformer.n_features_in_ = N_FEATURES
     return transformer
 
 
