@@ -196,15 +196,14 @@ _GRAM_COLUMNS_MAX = 200_000
 def gram_columns(grams: Sequence[str]) -> list[int]:
     """The feature column of each of `features`' grams. Kept per process, and those not yet known
     are hashed in one call: the hasher's own overhead is 30x the hashing of one gram."""
-    missing = dict.fromkeys(grams).keys() - _GRAM_COLUMNS.keys()
+    missing = [gram for gram in dict.fromkeys(grams) if gram not in _GRAM_COLUMNS]
     if missing:
         if len(_GRAM_COLUMNS) + len(missing) > _GRAM_COLUMNS_MAX:
             _GRAM_COLUMNS.clear()
-            missing = set(grams)
-        ordered = list(missing)
-        hashed = _hasher.transform([[gram] for gram in ordered])  # one gram per row: one column each
-        _GRAM_COLUMNS.update(zip(ordered, hashed.indices.tolist(), strict=True))
-    return list(map(_GRAM_COLUMNS.__getitem__, grams))
+            missing = list(dict.fromkeys(grams))  # the known ones went too
+        hashed = _hasher.transform([[gram] for gram in missing])  # one gram per row: one column each
+        _GRAM_COLUMNS.update(zip(missing, hashed.indices.tolist(), strict=True))
+    return [_GRAM_COLUMNS[gram] for gram in grams]
 
 
 def paper_text(title: str, abstract: str) -> str:
