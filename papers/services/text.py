@@ -116,7 +116,7 @@ _hasher = HashingVectorizer(
 # features of 281 abstracts) before its first chunk, a load ~1 ms. tests/papers/test_text.py holds
 # the file equal to `idf_fit()`; after changing the samples or the tokenizer run
 # `manage.py store_idf`.
-IDF_FILE = SAMPLE_DATA_DIR / "idf.npz"
+IDF_FILE = Path(__file__).with_name("idf.npz")  # beside this module: ingest_papers reads sample_data/ whole
 
 
 def idf_fit() -> np.ndarray:

@@ -5,7 +5,7 @@ from papers.services import text
 
 class Command(BaseCommand):
     help = (
-        "Fit the text model's IDF on papers/sample_data/*.txt and store it in papers/sample_data/idf.npz, "
+        "Fit the text model's IDF on papers/sample_data/*.txt and store it in papers/services/idf.npz, "
         "which the workers load. Run it after changing the sample files or the tokenizer."
     )
 
