@@ -28,9 +28,9 @@ def _quiet_reconnect_reminder(**kwargs) -> None:
 @worker_process_init.connect
 def _freeze_startup_objects(**kwargs) -> None:
     """A pool process starts with everything imported (Django, scipy, scikit-learn, the app): some
-    180,000 objects that live as long as it does. Frozen, the garbage collector's full passes skip
-    them; otherwise the first chunk a process sends pays a full pass over them (about 60 ms, a
-    quarter of that chunk's extra cost over later ones) and later chunks another now and then."""
+    245,000 objects that live as long as it does. Frozen, the garbage collector's full passes skip
+    them. Unfrozen, a full pass over them came every few chunks and cost 130-150 ms (3,000
+    subscribers, 2 processes: one each, ~0.09 ms per digest; docs/benchmark/lever-warm.md)."""
     gc.freeze()
 
 
