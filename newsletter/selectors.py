@@ -177,6 +177,8 @@ def picks_recorded(*, delivery_ids: Sequence[int]) -> dict[int, list[Pick]]:
         .order_by("delivery_id", "position")
         .values_list("delivery_id", "paper_id", "score", "reasons")
     )
+    if not rows:  # a chunk built for the first time: nothing to read
+        return {}
     papers = {p.id: p for p in papers_by_ids(ids=list({r[1] for r in rows}))}
     picks: dict[int, list[Pick]] = defaultdict(list)
     for delivery_id, paper_id, score, reasons in rows:

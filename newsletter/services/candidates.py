@@ -164,7 +164,7 @@ class FeatureCache:
                     fingerprint=hash((paper.title, paper.abstract)),
                     indices=counts.indices[start:end].copy(),
                     data=counts.data[start:end].copy(),
-                    grams=np.unique(np.fromiter((hash(g) for g in set(grams)), dtype=np.int64)),
+                    grams=np.unique(np.fromiter(map(hash, grams), dtype=np.int64, count=len(grams))),
                 )
                 self._entries[paper.id] = entry
                 found[index] = entry

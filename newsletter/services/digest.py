@@ -50,10 +50,12 @@ def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> dict[int,
         subscribers=[d.subscriber for d in deliveries], since=[d.window_start for d in deliveries]
     )
     ranked = rank(profiles=profiles, pool=pool, already_sent=sent)
+    # The ids once per delivery, not per pick (Model.pk is a property): 2,000 picks a chunk.
+    by_delivery = [(d.pk, d.subscriber_id, picks) for d, picks in zip(deliveries, ranked, strict=True)]
     stored = picks_record(
         [
-            (d.pk, d.subscriber_id, pick.paper.id, position, pick.score, list(pick.reasons))
-            for d, picks in zip(deliveries, ranked, strict=True)
+            (delivery_id, subscriber_id, pick.paper.id, position, pick.score, pick.reasons)
+            for delivery_id, subscriber_id, picks in by_delivery
             for position, pick in enumerate(picks, start=1)
         ]
     )
@@ -61,13 +63,14 @@ def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> dict[int,
         return picks_recorded(delivery_ids=[d.pk for d in deliveries])
     # The ranked picks the database kept, in digest order: what reading them back would give.
     kept = {
-        d.pk: [pick for pick in picks if (d.pk, pick.paper.id) in stored]
-        for d, picks in zip(deliveries, ranked, strict=True)
+        delivery_id: [pick for pick in picks if (delivery_id, pick.paper.id) in stored]
+        for delivery_id, _, picks in by_delivery
     }
     return {delivery_id: picks for delivery_id, picks in kept.items() if picks}
 
 
-PickRow = tuple[int, int, int, int, float, list[str]]  # delivery, subscriber, paper, position, score, reasons
+# delivery, subscriber, paper, position, score, reasons
+PickRow = tuple[int, int, int, int, float, Sequence[str]]
 
 _INSERT_PICKS = (
     f"INSERT INTO {DeliveryItem._meta.db_table} "

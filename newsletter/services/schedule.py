@@ -5,6 +5,7 @@ preference changes all ask this module."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -13,6 +14,11 @@ from newsletter.models import Subscriber
 
 DAILY = "daily"
 WEEKLY = "weekly"
+
+
+# ZoneInfo keeps only the 8 zones used last; a dispatch round walks subscribers in dozens of zones
+# and read each zone's file again and again. There are some 600 zones: all can stay.
+_zone = lru_cache(maxsize=1024)(ZoneInfo)
 
 
 def local_to_utc(day: date, hour: int, zone: ZoneInfo) -> datetime:
@@ -29,7 +35,7 @@ def next_send_time(*, frequency: str, weekday: int, hour: int, tz: str, after: d
     """The first scheduled instant strictly after `after`; None when the subscriber paused."""
     if frequency not in (DAILY, WEEKLY):
         return None
-    zone = ZoneInfo(tz)
+    zone = _zone(tz)
     start = after.astimezone(zone).date() - timedelta(days=1)
     # Eight days always contain one full week, plus a day on each side for offsets across midnight.
     for offset in range(10):
@@ -48,7 +54,7 @@ def period_key(*, frequency: str, scheduled_for: datetime, tz: str) -> str:
     Delivery rows are unique per (subscriber, period), so however the schedule is edited, a
     subscriber never gets two digests for the same day (or week).
     """
-    local = scheduled_for.astimezone(ZoneInfo(tz)).date()
+    local = scheduled_for.astimezone(_zone(tz)).date()
     if frequency == WEEKLY:
         year, week, _ = local.isocalendar()
         return f"{year}-W{week:02d}"

@@ -47,30 +47,41 @@ def _singular(token: str) -> str:
     return token
 
 
-# Memo of _singular: the vocabulary is small, the calls are many (every token of every abstract).
+# Memo of the folding and the stop-word test per raw token: the vocabulary is small, the calls are
+# many (every token of every abstract). A token that is not content maps to "" (no token is empty).
+_CONTENT: dict[str, str] = {}
 _SINGULAR: dict[str, str] = {}
-_SINGULAR_MAX = 500_000
+_MEMO_MAX = 500_000
 
 
 def tokenize(text: str) -> list[str]:
-    memo = _SINGULAR
-    tokens = []
-    for token in _TOKEN.findall(text.lower()):
-        folded = memo.get(token)
-        if folded is None:
-            if len(memo) > _SINGULAR_MAX:
-                memo.clear()
-            folded = memo[token] = _singular(token)
-        tokens.append(folded)
-    return tokens
+    return [_SINGULAR.get(token) or _singular(token) for token in _TOKEN.findall(text.lower())]
 
 
 def _is_content(token: str) -> bool:
     return token not in STOP_WORDS and (len(token) > 1 or token.isdigit())
 
 
+def _content_of(token: str) -> str:
+    """The folded token if it is content, else "": what `_CONTENT` holds for a raw token."""
+    folded = _singular(token)
+    if len(_CONTENT) > _MEMO_MAX:
+        _CONTENT.clear()
+        _SINGULAR.clear()
+    _SINGULAR[token] = folded
+    _CONTENT[token] = content = folded if _is_content(folded) else ""
+    return content
+
+
 def content_tokens(text: str) -> list[str]:
-    return [t for t in tokenize(text) if _is_content(t)]
+    # Looked up with map() in C; a token never seen before is folded once and remembered. This is
+    # half of computing a paper's features, which a worker does for every candidate it meets.
+    raw = _TOKEN.findall(text.lower())
+    memo = _CONTENT
+    folded = list(map(memo.get, raw))
+    if None in folded:
+        folded = [memo[t] if t in memo else _content_of(t) for t in raw]
+    return [t for t in folded if t]
 
 
 def content_spans(text: str) -> list[tuple[str, int, int, int]]:
@@ -92,7 +103,7 @@ def _identity(grams: list[str]) -> list[str]:
 def features(text: str) -> list[str]:
     """Unigrams and bigrams of content words: the vocabulary of the vectors."""
     tokens = content_tokens(text)
-    return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
+    return tokens + list(map(" ".join, itertools.pairwise(tokens)))
 
 
 # Fed lists of grams from `features`, so callers that need the grams too compute them once.
@@ -101,14 +112,42 @@ _hasher = HashingVectorizer(
 )
 
 
-@lru_cache(maxsize=1)
-def _idf() -> TfidfTransformer:
+# The IDF fitted on the sample abstracts, stored: a fit costs a worker process ~50 ms of CPU (the
+# features of 281 abstracts) before its first chunk, a load ~1 ms. tests/papers/test_text.py holds
+# the file equal to `idf_fit()`; after changing the samples or the tokenizer run
+# `manage.py store_idf`.
+IDF_FILE = Path(__file__).with_name("idf.npz")  # beside this module: ingest_papers reads sample_data/ whole
+
+
+def idf_fit() -> np.ndarray:
+    """The IDF weight of every feature column, fitted on the abstracts of papers/sample_data/*.txt."""
     corpus = []
     for path in sorted(SAMPLE_DATA_DIR.glob("*.txt")):
         paragraphs = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n")]
         corpus.extend(p for p in paragraphs if p)
+    return TfidfTransformer(sublinear_tf=True, norm=None).fit(feature_counts(corpus)).idf_
+
+
+def idf_store() -> None:
+    """Write `idf_fit()` to IDF_FILE: the weight of a feature no sample has, and the others by column."""
+    idf = idf_fit()
+    unseen = idf.max()  # a feature in no document has the highest weight, and most features are such
+    (columns,) = np.nonzero(idf != unseen)
+    np.savez_compressed(IDF_FILE, unseen=unseen, columns=columns.astype(np.int32), weights=idf[columns])
+
+
+def idf_load(path: Path | None = None) -> np.ndarray:
+    with np.load(path or IDF_FILE) as stored:
+        idf = np.full(N_FEATURES, stored["unseen"], dtype=np.float32)
+        idf[stored["columns"]] = stored["weights"]
+    return idf
+
+
+@lru_cache(maxsize=1)
+def _idf() -> TfidfTransformer:
     transformer = TfidfTransformer(sublinear_tf=True, norm=None)
-    transformer.fit(feature_counts(corpus))
+    transformer.idf_ = idf_load()
+    transformer.n_features_in_ = N_FEATURES
     return transformer
 
 
@@ -161,6 +200,7 @@ def gram_columns(grams: Sequence[str]) -> list[int]:
     if missing:
         if len(_GRAM_COLUMNS) + len(missing) > _GRAM_COLUMNS_MAX:
             _GRAM_COLUMNS.clear()
+            missing = list(dict.fromkeys(grams))  # the known ones went too
         hashed = _hasher.transform([[gram] for gram in missing])  # one gram per row: one column each
         _GRAM_COLUMNS.update(zip(missing, hashed.indices.tolist(), strict=True))
     return [_GRAM_COLUMNS[gram] for gram in grams]

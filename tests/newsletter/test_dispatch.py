@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.core import mail
+from django.db import connection as db_connection
+from django.db.models import NOT_PROVIDED
 from django.utils import timezone
 
 from newsletter.models import Delivery, DeliveryItem, Subscriber
 from newsletter.services.delivery import deliveries_claim, deliveries_send
 from newsletter.services.dispatch import (
+    _INSERT_DELIVERIES,
     DueDigest,
     deliveries_sweep,
     digests_dispatch,
@@ -262,6 +265,44 @@ def test_each_subscriber_gets_their_subject_first_through_the_pipeline(sample_fi
         "multimodal" in f"{i.paper.title} {i.paper.abstract}".lower()
         for i in DeliveryItem.objects.filter(subscriber=agents).select_related("paper")
     )
+
+
+def _dispatched_rows(now: datetime) -> list[dict]:
+    """Every column of the deliveries a dispatch at `now` creates, but the ones that differ by run."""
+    subscribers = [due(last_digest_at=None), due(last_digest_at=now - timedelta(days=1), frequency="weekly")]
+    chunks = digests_dispatch(now=now)
+    rows = list(Delivery.objects.filter(id__in=chunks[0]).order_by("subscriber_id").values())
+    for row, subscriber in zip(rows, subscribers, strict=True):
+        assert row.pop("subscriber_id") == subscriber.pk
+        assert row.pop("created_at") == now
+        del row["id"]
+    Delivery.objects.all().delete()
+    return rows
+
+
+@time_machine.travel(datetime(2026, 11, 23, 20, 0, tzinfo=UTC), tick=False)
+def test_the_deliveries_insert_stores_what_the_portable_bulk_create_does(monkeypatch) -> None:
+    now = timezone.now()
+    inserted = _dispatched_rows(now)
+    monkeypatch.setattr(db_connection, "vendor", "sqlite")  # dispatch.py's path for other databases
+
+    assert _dispatched_rows(now) == inserted
+    assert [row["first"] for row in inserted] == [True, False]
+    assert {(row["kind"], row["status"], row["attempts"], row["bounced"]) for row in inserted} == {
+        (Delivery.Kind.DIGEST, Delivery.Status.PENDING, 0, False)
+    }
+
+
+def test_the_deliveries_insert_names_every_column_a_new_row_needs() -> None:
+    # A new NOT NULL column of Delivery must be added to the INSERT, or every dispatch fails.
+    needed = {
+        field.column
+        for field in Delivery._meta.concrete_fields
+        if not field.null and not field.primary_key and field.db_default is NOT_PROVIDED
+    }
+    columns = _INSERT_DELIVERIES.split("(", 1)[1].split(")", 1)[0]
+
+    assert needed == {name.strip() for name in columns.split(",")} - {"queued_at"}
 
 
 def test_only_a_subscribers_first_dispatched_delivery_is_marked_first() -> None:

@@ -380,9 +380,9 @@ def test_send_queries_are_fixed_per_chunk_plus_one_per_email(
     assert len(captured) - count == SEND_QUERIES_PER_CHUNK
 
 
-# Due ids, then per chunk: lock and re-check, insert deliveries, read their ids, move the schedules
-# (and the savepoint pair of the chunk's transaction).
-DISPATCH_QUERIES_ONE_CHUNK = 7
+# Due ids, then per chunk: lock and re-check, insert deliveries (returning their ids), move the
+# schedules (and the savepoint pair of the chunk's transaction).
+DISPATCH_QUERIES_ONE_CHUNK = 6
 
 
 @pytest.mark.parametrize("count", [20, 40])
