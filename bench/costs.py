@@ -143,21 +143,28 @@ def redis_commands() -> Iterator[Counter[str]]:
 
 @contextmanager
 def smtp_bytes() -> Iterator[list[int]]:
-    """The size of each message handed to smtplib (the DATA payload, CRLF line ends)."""
+    """The size of each message handed to SMTP (the DATA payload, CRLF line ends): through smtplib's
+    sendmail (other backends' path) or the lean transaction of newsletter/services/smtp.py."""
     import smtplib
 
+    from newsletter.services import smtp
+
     sizes: list[int] = []
-    original = smtplib.SMTP.sendmail
+    original, lean = smtplib.SMTP.sendmail, smtp.transaction_send
 
     def recording(client, from_addr, to_addrs, msg, *args, **kwargs):
         sizes.append(len(msg))
         return original(client, from_addr, to_addrs, msg, *args, **kwargs)
 
-    smtplib.SMTP.sendmail = recording
+    def recording_lean(client, *, sender, recipients, content):
+        sizes.append(len(content))
+        return lean(client, sender=sender, recipients=recipients, content=content)
+
+    smtplib.SMTP.sendmail, smtp.transaction_send = recording, recording_lean
     try:
         yield sizes
     finally:
-        smtplib.SMTP.sendmail = original
+        smtplib.SMTP.sendmail, smtp.transaction_send = original, lean
 
 
 @dataclass

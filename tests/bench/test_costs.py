@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from bench.costs import StatementCounter, StepCosts, wal_share
+import pytest
+from django.core.mail import EmailMessage
+from django.core.mail.backends.smtp import EmailBackend
+
+from bench.costs import StatementCounter, StepCosts, smtp_bytes, wal_share
+from newsletter.services.smtp import LeanSmtpSender
+from tests.support import RecordingSMTPServer
 
 # pg_waldump lines (PostgreSQL 15): database 17781 is "ours", 18035 another one on the same server.
 WALDUMP = [
@@ -74,3 +80,19 @@ def test_per_digest_figures_divide_by_digests_and_smtp_bytes_by_emails() -> None
     assert per["wal_bytes"] == 10_000.0 and per["wal_own_bytes"] is None
     assert per["redis_commands"] == {"EVALSHA": 0.05}
     assert per["smtp_bytes_per_email"] == 40_000.0
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean transaction", "django send_messages"])
+def test_smtp_bytes_counts_each_message_whichever_path_sends_it(lean: bool) -> None:
+    message = EmailMessage("Subject", "body\n", "digest@example.org", ["reader@example.org"])
+    with RecordingSMTPServer() as server, smtp_bytes() as sizes:
+        backend = EmailBackend(host=server.host, port=server.port, use_tls=False, username="", password="")
+        backend.open()
+        try:
+            LeanSmtpSender(backend).send(message) if lean else backend.send_messages([message])
+        finally:
+            backend.close()
+
+    (received,) = server.messages
+    assert len(sizes) == 1 and sizes[0] > len(b"body\r\n")
+    assert abs(sizes[0] - len(received.content)) < 200  # the server may add its own trace lines
