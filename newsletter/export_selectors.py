@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.db.models import Prefetch
+
 from newsletter.models import (
     Delivery,
+    DeliveryItem,
     EmailEvent,
     Subscriber,
     Suppression,
@@ -25,7 +28,10 @@ def subscriber_export(*, subscriber: Subscriber) -> dict:
     (except token_key, the secret behind the links, and ReaderModel, fitted from the feedback listed).
     """
     deliveries = (
-        Delivery.objects.filter(subscriber=subscriber).prefetch_related("items__paper").order_by("created_at")
+        Delivery.objects.filter(subscriber=subscriber)
+        # Joined, so a pick whose paper was deleted meanwhile (the sweeper deletes it) is left out.
+        .prefetch_related(Prefetch("items", DeliveryItem.objects.select_related("paper")))
+        .order_by("created_at")
     )
     suppression = Suppression.objects.filter(email=subscriber.email).first()
     events = EmailEvent.objects.filter(email=subscriber.email).order_by("received_at")

@@ -180,17 +180,22 @@ class Delivery(models.Model):
 class DeliveryItem(models.Model):
     """A paper in a delivery. Unique per subscriber: the database enforces "never the same paper twice"."""
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="items")
+    # No foreign keys in the database on this table: each was a per-row trigger at commit (a look-up
+    # and a FOR KEY SHARE row lock) on the largest write of a chunk, about a third of its PostgreSQL
+    # CPU (docs/benchmark/lever-pg.md). Integrity is the application's: Django's CASCADE deletes the
+    # rows with their delivery, subscriber or paper (emulated in Python, as for every relation here);
+    # the picks INSERT stores only rows whose delivery and paper exist (digest.picks_record);
+    # subscriber_delete deletes the subscriber's rows once more; and the sweeper deletes what a delete
+    # racing an INSERT left (digest.picks_orphans_delete). Readers skip a pick whose paper is gone.
+    delivery = models.ForeignKey(
+        Delivery, on_delete=models.CASCADE, related_name="items", db_constraint=False
+    )
     # A copy of delivery.subscriber, for the unique (subscriber, paper) constraint, whose index it is
-    # (a second index would only slow inserts). No foreign key in the database: the delivery's is
-    # checked for every row inserted, and the delivery's own to the subscriber makes this one's check a
-    # repeat (a third of the picks INSERT's checks). Deleting a subscriber still deletes these rows
-    # (Django's CASCADE, as for every relation here); a database-level delete of a subscriber is still
-    # refused while it has deliveries.
+    # (a second index would only slow inserts).
     subscriber = models.ForeignKey(
         Subscriber, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
-    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+")
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     position = models.PositiveSmallIntegerField()
     score = models.FloatField()
     reasons = models.JSONField(default=list)

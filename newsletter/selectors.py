@@ -182,7 +182,8 @@ def picks_recorded(*, delivery_ids: Sequence[int]) -> dict[int, list[Pick]]:
     papers = {p.id: p for p in papers_by_ids(ids=list({r[1] for r in rows}))}
     picks: dict[int, list[Pick]] = defaultdict(list)
     for delivery_id, paper_id, score, reasons in rows:
-        picks[delivery_id].append(Pick(paper=papers[paper_id], score=score, reasons=tuple(reasons)))
+        if paper_id in papers:  # else deleted while the pick was stored; the sweeper deletes the pick
+            picks[delivery_id].append(Pick(paper=papers[paper_id], score=score, reasons=tuple(reasons)))
     return dict(picks)
 
 

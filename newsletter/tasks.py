@@ -22,6 +22,7 @@ from newsletter.services.deliverability.bounces import bounce_mailbox_process
 from newsletter.services.deliverability.brake import brake_check
 from newsletter.services.deliverability.events import event_process
 from newsletter.services.delivery import deliveries_send
+from newsletter.services.digest import picks_orphans_delete
 from newsletter.services.dispatch import deliveries_sweep, digests_dispatch_iter
 from newsletter.services.learning.library_formats import LibraryItem
 from newsletter.services.learning.reader_model import reader_model_fit
@@ -65,6 +66,7 @@ def sweep_deliveries(queued_before: str | None = None) -> None:
     whose broker connection came back queues it with `queued_before` (ISO time of the loss)."""
     lost_at = datetime.fromisoformat(queued_before) if queued_before else None
     chunks_queue(deliveries_sweep(queued_before=lost_at))
+    picks_orphans_delete()  # picks a delete racing a chunk left pointing at nothing
 
 
 # The database or the broker went away for a moment (a restart, a failover): the chunk is retried

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection as db_connection
+from django.db.models import Exists, OuterRef
 
 from newsletter.models import Delivery, DeliveryItem
 from newsletter.selectors import papers_already_sent, picks_recorded, profiles_build
 from newsletter.services.candidates import CandidatePool, Pick
 from newsletter.services.ranking import rank
+from papers.models import Paper
 from papers.selectors import papers_candidates, topic_names
 
 
@@ -72,11 +75,17 @@ def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> dict[int,
 # delivery, subscriber, paper, position, score, reasons
 PickRow = tuple[int, int, int, int, float, Sequence[str]]
 
+# DeliveryItem has no foreign keys in the database (their per-row triggers cost a third of this
+# statement): the joins store only rows whose delivery and paper exist, two primary-key look-ups a row
+# without the triggers' row locks. A delete committed while the statement runs can still leave a row
+# pointing at nothing; the sweeper deletes it (picks_orphans_delete).
 _INSERT_PICKS = (
     f"INSERT INTO {DeliveryItem._meta.db_table} "
     "(delivery_id, subscriber_id, paper_id, position, score, reasons) "
-    "SELECT (r->>0)::bigint, (r->>1)::bigint, (r->>2)::bigint, (r->>3)::smallint, (r->>4)::float8, r->5 "
+    "SELECT d.id, (r->>1)::bigint, p.id, (r->>3)::smallint, (r->>4)::float8, r->5 "
     "FROM jsonb_array_elements(%s::jsonb) AS r "
+    f"JOIN {Delivery._meta.db_table} AS d ON d.id = (r->>0)::bigint "
+    f"JOIN {Paper._meta.db_table} AS p ON p.id = (r->>2)::bigint "
     "ON CONFLICT DO NOTHING RETURNING delivery_id, paper_id"
 )
 
@@ -100,6 +109,9 @@ def picks_record(rows: Sequence[PickRow]) -> set[tuple[int, int]] | None:
 
 def picks_record_portable(rows: Sequence[PickRow]) -> None:
     """picks_record through the ORM, for databases other than PostgreSQL (SQLite for a try-out)."""
+    deliveries = set(Delivery.objects.filter(pk__in={row[0] for row in rows}).values_list("pk", flat=True))
+    papers = set(Paper.objects.filter(pk__in={row[2] for row in rows}).values_list("pk", flat=True))
+    rows = [row for row in rows if row[0] in deliveries and row[2] in papers]  # as the joins above
     DeliveryItem.objects.bulk_create(
         [
             DeliveryItem(
@@ -114,3 +126,33 @@ def picks_record_portable(rows: Sequence[PickRow]) -> None:
         ],
         ignore_conflicts=True,
     )
+
+
+# The sweeper's mark: the top item id of its last two runs (rows above the older one are checked).
+_ORPHANS_MARK = "newsletter:picks-orphans-mark"
+# Without a mark (first run, cache emptied): the latest rows only, about 4,000 digests.
+_ORPHANS_FIRST_ROWS = 50_000
+
+
+def picks_orphans_delete() -> int:
+    """Delete the picks whose delivery or paper is gone; returns how many (called by the sweeper).
+
+    Such a row can only come from a delete committed while a picks INSERT ran (DeliveryItem has no
+    foreign keys in the database; picks_record joins both): an admin deleting a paper, or an erasure
+    (subscriber_delete) during a chunk. So only recent rows are checked: those above the top id of
+    the run before last, so a row whose INSERT committed later than a run (ids are taken before the
+    commit) is still checked by the next one. Two primary-key look-ups per new row, each row twice;
+    nothing when no picks were stored.
+    """
+    top = DeliveryItem.objects.order_by("-id").values_list("id", flat=True).first()
+    if top is None:
+        return 0
+    first = top - _ORPHANS_FIRST_ROWS
+    older, last = cache.get(_ORPHANS_MARK) or (first, first)
+    gone = ~Exists(Delivery.objects.filter(pk=OuterRef("delivery_id"))) | ~Exists(
+        Paper.objects.filter(pk=OuterRef("paper_id"))
+    )
+    # A mark above the top: the table was emptied and its ids restarted since.
+    deleted, _ = DeliveryItem.objects.filter(gone, id__gt=older if older <= top else first).delete()
+    cache.set(_ORPHANS_MARK, (last, top), timeout=None)
+    return deleted

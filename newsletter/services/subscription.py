@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from newsletter.models import EmailEvent, Subscriber
+from newsletter.models import DeliveryItem, EmailEvent, Subscriber
 from newsletter.selectors import Preferences, preferences_to_confirm
 from newsletter.services.addresses import email_is_suppressed, email_normalize
 from newsletter.services.emails import build_email
@@ -272,7 +272,12 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
     """
     with transaction.atomic():
         EmailEvent.objects.filter(email=subscriber.email).delete()
+        subscriber_id = subscriber.pk
         subscriber.delete()
+        # Picks a chunk stored after the cascade read them (DeliveryItem has no foreign keys in the
+        # database): one statement on the unique (subscriber, paper) index. A chunk still storing
+        # when this commits leaves rows to the sweeper (digest.picks_orphans_delete).
+        DeliveryItem.objects.filter(subscriber_id=subscriber_id).delete()
 
 
 def subscribers_expire_pending(*, now: datetime | None = None) -> int:
