@@ -1,5 +1,5 @@
 """Helpers shared by the newsletter tests: the fixed clock, email links, the page forms, due
-subscribers and their papers, and a row held locked by another transaction."""
+subscribers and their papers, a row held locked by another transaction, and a pick pointing at nothing."""
 
 from __future__ import annotations
 
@@ -199,3 +199,15 @@ def held_in_another_transaction(hold: Callable[[], object]) -> Iterator[object]:
     finally:
         release.set()
         thread.join()
+
+
+def orphan_pick(*, delivery_id: int, subscriber_id: int, paper_id: int, position: int = 1) -> None:
+    """A pick stored as if its delivery or paper had been deleted while the picks INSERT ran: raw SQL,
+    as DeliveryItem has no foreign keys in the database (digest.picks_record)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO newsletter_deliveryitem"
+            " (delivery_id, subscriber_id, paper_id, position, score, reasons)"
+            " VALUES (%s, %s, %s, %s, 0.5, '[]')",
+            [delivery_id, subscriber_id, paper_id, position],
+        )
