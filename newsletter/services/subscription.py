@@ -274,9 +274,10 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         EmailEvent.objects.filter(email=subscriber.email).delete()
         subscriber_id = subscriber.pk
         subscriber.delete()
-        # Picks a chunk stored after the cascade read them (DeliveryItem has no foreign keys in the
-        # database): one statement on the unique (subscriber, paper) index. A chunk still storing
-        # when this commits leaves rows to the sweeper (digest.picks_orphans_delete).
+        # Once more after the deliveries (the cascade deleted the picks by subscriber before them):
+        # DeliveryItem has no foreign keys in the database, and a chunk may have committed picks in
+        # between. One statement on the unique (subscriber, paper) index. A chunk committing after
+        # it leaves rows to the sweeper (digest.picks_orphans_delete).
         DeliveryItem.objects.filter(subscriber_id=subscriber_id).delete()
 
 
