@@ -187,29 +187,40 @@ def test_the_sweep_deletes_the_picks_of_a_delivery_or_a_paper_that_is_gone() -> 
     assert picks_orphans_delete() == 0
 
 
-def test_the_sweep_checks_only_the_picks_stored_since_the_run_before_last() -> None:
-    """Bounded as history grows: a run reads the rows above the top id of the run before last (ids
-    are taken before an INSERT commits, so a row committed after one run is checked by the next)."""
+def test_the_sweep_checks_each_pick_once_a_run_after_it_was_stored() -> None:
+    """Bounded as history grows: a run reads the rows stored between the two runs before it (ids are
+    taken before an INSERT commits, so a row below one run's top may be committed only after it)."""
     subscriber = SubscriberFactory()
     delivery = DeliveryFactory(subscriber=subscriber)
-    missing = [PaperFactory(), PaperFactory()]
+    missing = [PaperFactory() for _ in range(3)]
     missing_ids = [paper.pk for paper in missing]
     Paper.objects.filter(pk__in=missing_ids).delete()
-    DeliveryItem.objects.create(
-        delivery=delivery, subscriber=subscriber, paper=PaperFactory(), position=1, score=1
-    )
-    assert picks_orphans_delete() == 0
-    DeliveryItem.objects.create(
-        delivery=delivery, subscriber=subscriber, paper=PaperFactory(), position=2, score=1
-    )
-    assert picks_orphans_delete() == 0
-    old = DeliveryItem.objects.order_by("id").first()
-    # Made an orphan below both marks: no longer looked at.
-    DeliveryItem.objects.filter(pk=old.pk).update(paper_id=missing_ids[0])
-    orphan_pick(delivery_id=delivery.pk, subscriber_id=subscriber.pk, paper_id=missing_ids[1], position=3)
 
+    def pick(position: int) -> DeliveryItem:
+        return DeliveryItem.objects.create(
+            delivery=delivery, subscriber=subscriber, paper=PaperFactory(), position=position, score=1
+        )
+
+    def orphan(item: DeliveryItem, paper_id: int) -> None:
+        DeliveryItem.objects.filter(pk=item.pk).update(paper_id=paper_id)
+
+    checked_twice = pick(1)
+    assert picks_orphans_delete() == 0  # no mark yet: the latest rows, and again next time
+    orphan(checked_twice, missing_ids[0])
+    later = pick(2)
+    assert picks_orphans_delete() == 1  # checked_twice
+    orphan(later, missing_ids[1])  # stored before the last run: checked by the next one
+    latest = pick(3)
+    assert picks_orphans_delete() == 1  # later
+    orphan(latest, missing_ids[2])
+    assert picks_orphans_delete() == 1  # latest
+    orphan(pick(4), missing_ids[0])
+    orphan(moved := pick(5), missing_ids[1])
+    DeliveryItem.objects.filter(pk=moved.pk).update(id=later.pk)  # below every mark now: not read
+
+    assert picks_orphans_delete() == 0  # stored after the last run: checked by the next one
     assert picks_orphans_delete() == 1
-    assert DeliveryItem.objects.filter(pk=old.pk).exists()
+    assert list(DeliveryItem.objects.values_list("id", flat=True)) == [later.pk]
 
 
 @pytest.mark.parametrize("record", [picks_record, picks_record_portable])
