@@ -142,17 +142,19 @@ def picks_orphans_delete() -> int:
     foreign keys in the database; picks_record joins both): an admin deleting a paper, or an erasure
     (subscriber_delete) during a chunk. So each row is checked once, one run after it was stored:
     the rows up to the top id of the last run and above the one before (ids are taken before an
-    INSERT commits, so a row below the last run's top could have been invisible to it, never to the
-    next). About 1 µs of PostgreSQL a row (two primary-key look-ups; docs/benchmark/lever-pg.md),
-    against 6 µs for the two foreign keys' triggers; nothing when no picks were stored.
+    INSERT commits, so a row below the last run's top could have been invisible to it, not to the
+    next: an INSERT takes well under the 30 s between runs). About 1 µs of PostgreSQL a row (two
+    primary-key look-ups; docs/benchmark/lever-pg.md), against 6 µs for the two foreign keys'
+    triggers; nothing when no picks were stored.
     """
     top = DeliveryItem.objects.order_by("-id").values_list("id", flat=True).first()
     if top is None:
         return 0
     first = top - _ORPHANS_FIRST_ROWS
     mark = cache.get(_ORPHANS_MARK)
-    # None: no mark yet. Above the top: the table was emptied and its ids restarted since.
-    older, last = mark if mark is not None and mark[1] <= top else (first, top)
+    if mark is not None and mark[1] > top:  # the table was emptied and its ids restarted since
+        mark = None
+    older, last = mark or (first, top)
     gone = ~Exists(Delivery.objects.filter(pk=OuterRef("delivery_id"))) | ~Exists(
         Paper.objects.filter(pk=OuterRef("paper_id"))
     )
