@@ -33,7 +33,9 @@ class _TimestamptzLoader(Loader):
         self._parse = _PARSER(oid, context).load
 
     def load(self, data: Buffer) -> Any:
-        return self._parse(data).replace(tzinfo=self.timezone)
+        value = self._parse(data)
+        # Django's session time zone is UTC, whose tzinfo psycopg already gives: no copy then.
+        return value if value.tzinfo is self.timezone else value.replace(tzinfo=self.timezone)
 
 
 def fast_timestamptz(*, connection: BaseDatabaseWrapper, **kwargs: object) -> None:
