@@ -93,7 +93,7 @@ def reader_models(
 ) -> dict[int, tuple[bytes, bytes, list[int], float, float]]:
     """The stored feedback models of these subscribers, one query: (features, weights, liked ids,
     threshold, confidence)."""
-    rows = ReaderModel.objects.filter(subscriber_id__in=subscriber_ids).values_list(
+    rows = ReaderModel.objects.filter(subscriber_id__in_array=subscriber_ids).values_list(
         "subscriber_id", "features", "weights", "liked", "threshold", "confidence"
     )
     return {subscriber_id: (bytes(f), bytes(w), liked, t, c) for subscriber_id, f, w, liked, t, c in rows}
@@ -103,8 +103,9 @@ def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[in
     """(subscriber id, paper id) pairs among these that some earlier digest already carried, or that
     the reader rated (a paper of their library is a like: they have it already). One query."""
     # No ORDER BY in the UNION's parts (DeliveryItem's Meta has one): SQLite refuses it there.
-    sent = DeliveryItem.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids).order_by()
-    rated = Feedback.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids).order_by()
+    pairs = {"subscriber_id__in_array": subscriber_ids, "paper_id__in_array": paper_ids}
+    sent = DeliveryItem.objects.filter(**pairs).order_by()
+    rated = Feedback.objects.filter(**pairs).order_by()
     return set(
         sent.values_list("subscriber_id", "paper_id").union(rated.values_list("subscriber_id", "paper_id"))
     )
@@ -118,7 +119,7 @@ def profiles_build(*, subscribers: Sequence[Subscriber], since: Sequence[datetim
     ids = [s.pk for s in subscribers]
     topics: dict[int, list[int]] = defaultdict(list)
     for subscriber_id, topic_id in Subscriber.topics.through.objects.filter(
-        subscriber_id__in=ids
+        subscriber_id__in_array=ids
     ).values_list("subscriber_id", "topic_id"):
         topics[subscriber_id].append(topic_id)
     titles = library_titles(subscriber_ids=ids)
@@ -173,7 +174,7 @@ def profiles_complete(profiles: Sequence[Profile], *, models: bool) -> list[Prof
 def picks_recorded(*, delivery_ids: Sequence[int]) -> dict[int, list[Pick]]:
     """The papers recorded for each delivery, in digest order: two queries."""
     rows = list(
-        DeliveryItem.objects.filter(delivery_id__in=delivery_ids)
+        DeliveryItem.objects.filter(delivery_id__in_array=delivery_ids)
         .order_by("delivery_id", "position")
         .values_list("delivery_id", "paper_id", "score", "reasons")
     )
@@ -274,7 +275,7 @@ def library_titles(*, subscriber_ids: Sequence[int]) -> dict[int, list[str]]:
     """Titles of the library entries we know nothing else about (not our paper, no abstract): they
     are interest text. One query for a chunk."""
     rows = (
-        LibraryEntry.objects.filter(subscriber_id__in=subscriber_ids, paper=None, abstract="")
+        LibraryEntry.objects.filter(subscriber_id__in_array=subscriber_ids, paper=None, abstract="")
         .exclude(title="")
         .order_by("id")
         .values_list("subscriber_id", "title")

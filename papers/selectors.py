@@ -51,13 +51,14 @@ def papers_candidates(*, since: datetime, until: datetime | None = None, limit: 
 
 
 def papers_by_ids(*, ids: Sequence[int]) -> list[CandidatePaper]:
-    rows = list(Paper.objects.filter(id__in=ids).values_list(*_CANDIDATE_FIELDS))
+    rows = list(Paper.objects.filter(id__in_array=ids).values_list(*_CANDIDATE_FIELDS))
     return _with_topics(rows)
 
 
 def _with_topics(rows: list[tuple]) -> list[CandidatePaper]:
     topics: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    for paper_id, topic_id, score in PaperTopic.objects.filter(paper_id__in=[r[0] for r in rows]).values_list(
+    paper_ids = [r[0] for r in rows]
+    for paper_id, topic_id, score in PaperTopic.objects.filter(paper_id__in_array=paper_ids).values_list(
         "paper_id", "topic_id", "score"
     ):
         topics[paper_id].append((topic_id, score))
@@ -77,7 +78,7 @@ def _with_topics(rows: list[tuple]) -> list[CandidatePaper]:
 def papers_named(*, title_keys: Sequence[str], ids: Sequence[int]) -> list[tuple[str, CandidatePaper]]:
     """(title key, paper) of the papers with these title keys or ids, in one query and without their
     topics: the papers interests name and the papers readers liked, which ranking only reads."""
-    rows = Paper.objects.filter(Q(title_key__in=title_keys) | Q(id__in=ids)).values_list(
+    rows = Paper.objects.filter(Q(title_key__in_array=title_keys) | Q(id__in_array=ids)).values_list(
         "title_key", *_CANDIDATE_FIELDS
     )
     return [(key, CandidatePaper(*row, topic_ids=(), topic_scores=())) for key, *row in rows]

@@ -64,7 +64,7 @@ def email_is_suppressed(email: str) -> bool:
 
 def emails_suppressed(emails: list[str]) -> set[str]:
     """Which of these (stored, normalized) addresses are suppressed: one query."""
-    return set(Suppression.objects.filter(email__in=emails).values_list("email", flat=True))
+    return set(Suppression.objects.filter(email__in_array=emails).values_list("email", flat=True))
 
 
 def address_suppress(*, email: str, reason: str, detail: str = "") -> bool:

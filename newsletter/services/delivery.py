@@ -49,16 +49,17 @@ logger = logging.getLogger("newsletter.delivery")
 
 def deliveries_claim(*, delivery_ids: Sequence[int], now: datetime) -> list[Delivery]:
     """PENDING -> SENDING for the ids no one else holds; returns only what this caller claimed."""
+    # `__in_array`: a chunk's ids as one parameter, not 200 (papers/lookups.py).
     with transaction.atomic():
         claimed = list(
             Delivery.objects.select_for_update(skip_locked=True)
-            .filter(id__in=delivery_ids, status=Delivery.Status.PENDING)
+            .filter(id__in_array=delivery_ids, status=Delivery.Status.PENDING)
             .values_list("id", flat=True)
         )
-        Delivery.objects.filter(id__in=claimed).update(
+        Delivery.objects.filter(id__in_array=claimed).update(
             status=Delivery.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
         )
-    return list(Delivery.objects.filter(id__in=claimed).select_related("subscriber").order_by("id"))
+    return list(Delivery.objects.filter(id__in_array=claimed).select_related("subscriber").order_by("id"))
 
 
 @dataclass

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db import connection as db_connection
 from django.db.backends.utils import CursorWrapper
 from django.db.models import F
@@ -255,20 +255,23 @@ def _mark_cursor() -> CursorWrapper:
     OutcomeRecorder catches), transactions are Django's and execute wrappers see it. Where Django logs
     queries (DEBUG, tests that count them) it takes Django's own cursor, whose log shows the statement
     with its values."""
+    # The wrapper itself, not the `connection` proxy: each attribute of that is a lookup in a
+    # context-local, five per email.
+    connection = connections[DEFAULT_DB_ALIAS]
     if not (
         settings.NEWSLETTER_PREPARED_OUTCOMES
-        and db_connection.vendor == "postgresql"
-        and not db_connection.queries_logged
+        and connection.vendor == "postgresql"
+        and not connection.queries_logged
     ):
-        return db_connection.cursor()
-    db_connection.ensure_connection()
-    raw = db_connection.connection
+        return connection.cursor()
+    connection.ensure_connection()
+    raw = connection.connection
     # Django turns psycopg's prepared statements off (prepare_threshold None, for poolers), which
     # would ignore prepare=True; a threshold no query reaches prepares only what asks for it. Django's
     # own cursors bind on the client and are never prepared.
     if raw.prepare_threshold is None:
         raw.prepare_threshold = sys.maxsize
-    return db_connection.make_cursor(_PreparingCursor(raw))
+    return connection.make_cursor(_PreparingCursor(raw))
 
 
 def deliveries_postpone(*, delivery_ids: Sequence[int], until: datetime, reason: str) -> None:

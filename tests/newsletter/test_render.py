@@ -18,16 +18,22 @@ input with neither quotes nor empty lists the two are byte-identical.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.management import call_command
 from django.template.loader import render_to_string
 
 from newsletter.models import Delivery, Subscriber
+from newsletter.services import digest_templates
 from newsletter.services.candidates import Pick
 from newsletter.services.digest_templates import DIGEST_SCALARS, PaperRow, compiled_digest, digest_render
 from newsletter.services.emails import inline_css
@@ -473,3 +479,34 @@ def test_rows_are_kept_across_chunks_but_never_stale() -> None:
     in_tokyo = replace(in_utc, ingested_at=late.astimezone(ZoneInfo("Asia/Tokyo")))
     assert row(in_utc).date != row(in_tokyo).date  # equal instants, another day in Tokyo
     assert row(paper) == first
+
+
+# --- the stored CSS inlining of the HTML template (digest_templates.INLINED_FILE) ---
+
+
+def test_the_stored_inlining_is_the_current_templates():
+    # If this fails, the digest's HTML template or CSS changed: run `manage.py store_inlined_digest`
+    # and commit newsletter/services/digest_inlined.json.
+    marked = digest_templates._marked(digest_templates._HTML_TEMPLATE)
+    stored = json.loads(digest_templates.INLINED_FILE.read_text(encoding="utf-8"))
+    assert stored["source"] == hashlib.sha256(marked.encode()).hexdigest()
+    assert stored["html"] == inline_css(marked)
+
+
+def test_compiling_reads_the_stored_inlining_without_premailer(monkeypatch: pytest.MonkeyPatch):
+    def no_premailer(html: str) -> str:
+        raise AssertionError("premailer ran")
+
+    monkeypatch.setattr(digest_templates, "inline_css", no_premailer)
+    compiled = digest_templates.CompiledTemplate(digest_templates._HTML_TEMPLATE, html=True)
+    assert compiled.shell.fill([str(n) for n in range(len(compiled._shell_fields))])
+
+
+def test_another_template_source_is_inlined_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(digest_templates, "INLINED_FILE", tmp_path / "inlined.json")
+    html = "<html><head><style>p { color: red }</style></head><body><p>x</p></body></html>"
+    assert digest_templates._inlined(html) == inline_css(html)  # no file
+    call_command("store_inlined_digest", stdout=io.StringIO())
+    assert digest_templates._inlined(html) == inline_css(html)  # a file made from another source
+    marked = digest_templates._marked(digest_templates._HTML_TEMPLATE)
+    assert digest_templates._inlined(marked) == inline_css(marked)  # the file the command wrote
