@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.cpu import CALIBRATION_REFERENCE_S
@@ -34,25 +35,86 @@ def report_json(report: Report) -> str:
 def scale_out(report: Report) -> list[dict]:
     """Deliver throughput of W workers over 1 worker, at each size where both ran (--scale-out-at)."""
     out = []
-    for single in (p for p in report.phases if p.name == "deliver" and p.workers == 1):
-        several = next(
-            (
-                p
-                for p in report.phases
-                if p.name == "deliver" and p.workers > 1 and p.subscribers == single.subscribers
-            ),
-            None,
-        )
-        if several:
+    for size in _sizes(report):
+        if scaled := _scale_out(_at(report, size)):
+            speedup, pairs, workers, _ = scaled
             out.append(
                 {
-                    "subscribers": single.subscribers,
-                    "workers": several.workers,
-                    "ratio": round(several.per_second / single.per_second, 2),
-                    "target": round(TARGET_SCALE_OUT_EFFICIENCY * several.workers, 2),
+                    "subscribers": size,
+                    "workers": workers,
+                    "ratio": round(speedup, 2),
+                    "pairs": [round(r, 2) for r in pairs],
+                    "target": round(TARGET_SCALE_OUT_EFFICIENCY * workers, 2),
                 }
             )
     return out
+
+
+_PLAIN_DELIVER = re.compile(r"deliver(-\d+)?")
+
+
+@dataclass(frozen=True)
+class Bracketed:
+    """Runs B and the plain deliver runs right before and after them (A B B A)."""
+
+    before: Phase | None
+    b: list[Phase]
+    after: Phase | None
+
+    @property
+    def a(self) -> list[Phase]:
+        return [p for p in (self.before, self.after) if p is not None]
+
+    def rate(self, side: str) -> float:
+        """The side's deliveries over its total seconds: a drift of the machine's speed during the runs
+        cancels out (to first order)."""
+        phases = self.a if side == "a" else self.b
+        return sum(p.deliveries for p in phases) / sum(p.seconds for p in phases)
+
+    def pairs(self) -> list[float]:
+        """B's rate over A's, for each neighbouring pair: the spread."""
+        pairs = [(self.before, self.b[0]), (self.after, self.b[-1])]
+        return [b.per_second / a.per_second for a, b in pairs if a is not None]
+
+
+def _sizes(report: Report) -> list[int]:
+    return sorted({p.subscribers for p in report.phases})
+
+
+def _at(report: Report, size: int) -> list[Phase]:
+    return [p for p in report.phases if p.subscribers == size]
+
+
+def _plain(phases: list[Phase]) -> list[Phase]:
+    """The plain deliver runs with the most workers (the bench's --workers)."""
+    plain = [p for p in phases if _PLAIN_DELIVER.fullmatch(p.name)]
+    most = max((p.workers for p in plain), default=0)
+    return [p for p in plain if p.workers == most and most > 1]
+
+
+def _bracketed(phases: list[Phase], names: tuple[str, ...]) -> Bracketed | None:
+    indexes = [i for i, p in enumerate(phases) if p.name in names]
+    if not indexes:
+        return None
+    plain = {id(p) for p in _plain(phases)}
+    before = next((p for p in reversed(phases[: indexes[0]]) if id(p) in plain), None)
+    after = next((p for p in phases[indexes[-1] + 1 :] if id(p) in plain), None)
+    if before is None and after is None:
+        return None
+    return Bracketed(before=before, b=[phases[i] for i in indexes], after=after)
+
+
+def _scale_out(phases: list[Phase]) -> tuple[float, list[float], int, float] | None:
+    """W workers over 1 (A B B A): the speed-up, each pair's, W, and the one worker's rate."""
+    runs = _bracketed(phases, ("deliver-1w", "deliver-1w-2"))
+    if runs is None:
+        return None
+    speedup = runs.rate("a") / runs.rate("b")
+    return speedup, [1 / r for r in runs.pairs()], runs.a[0].workers, runs.rate("b")
+
+
+def _spread(pairs: list[float], fmt: str) -> str:
+    return f"pairs {', '.join(format(r, fmt) for r in pairs)}"
 
 
 def report_table(report: Report) -> str:
@@ -139,57 +201,57 @@ def calibrated_table(report: Report) -> list[str]:
 def verdicts(report: Report) -> list[str]:
     """The issue's targets, checked against this run."""
     out = []
-    for size in sorted({p.subscribers for p in report.phases}):
-        at = {(p.name, p.workers): p for p in report.phases if p.subscribers == size}
-        deliver = next((p for (n, w), p in at.items() if n == "deliver" and w > 1), None)
-        single = at.get(("deliver", 1))
-        naive = at.get(("naive", 1))
-        if deliver:
-            ok = "ok" if deliver.per_second >= TARGET_PER_SECOND else "MISSED"
+    for size in _sizes(report):
+        phases = _at(report, size)
+        plain = _plain(phases)
+        naive = next((p for p in phases if p.name == "naive"), None)
+        if plain:
+            rate = sum(p.deliveries for p in plain) / sum(p.seconds for p in plain)
+            rss = max(p.peak_rss_mb for p in plain)
+            ok = "ok" if rate >= TARGET_PER_SECOND else "MISSED"
+            rss_ok = "ok" if rss < TARGET_RSS_MB else "MISSED"
             out.append(
-                f"{size:,}: build+deliver {deliver.per_second:,.0f}/s with {deliver.workers} workers "
-                f"(target {TARGET_PER_SECOND}/s: {ok}); worker peak RSS {deliver.peak_rss_mb} MB "
-                f"(target < {TARGET_RSS_MB} MB: {'ok' if deliver.peak_rss_mb < TARGET_RSS_MB else 'MISSED'})"
+                f"{size:,}: build+deliver {rate:,.0f}/s with {plain[0].workers} workers "
+                f"({len(plain)} run{'s' if len(plain) > 1 else ''}; target {TARGET_PER_SECOND}/s: {ok}); "
+                f"worker peak RSS {rss} MB (target < {TARGET_RSS_MB} MB: {rss_ok})"
             )
             if naive:
-                ratio = deliver.per_second / naive.per_second
+                ratio = rate / naive.per_second
                 out.append(
                     f"{size:,}: {ratio:.0f}x the naive baseline ({naive.per_second:.1f}/s in one process; "
                     f"target {TARGET_RATIO}x: {'ok' if ratio >= TARGET_RATIO else 'MISSED'})"
                 )
-            if limited := at.get(("deliver+rate", deliver.workers)):
-                share = limited.per_second / deliver.per_second
+        if limited := _bracketed(phases, ("deliver+rate", "deliver+rate-2")):
+            share = limited.rate("b") / limited.rate("a")
+            out.append(
+                f"{size:,}: with the send-rate limiter (rate far above capacity) {limited.rate('b'):,.0f}/s "
+                f"= {share:.1%} of unlimited {limited.rate('a'):,.0f}/s ({_spread(limited.pairs(), '.1%')}; "
+                f"A B B A; target within 5%: {'ok' if share >= 0.95 else 'MISSED'})"
+            )
+        if scaled := _scale_out(phases):
+            speedup, pairs, workers, single = scaled
+            target = TARGET_SCALE_OUT_EFFICIENCY * workers
+            out.append(
+                f"{size:,}: {workers} workers / 1 worker = {speedup:.2f}x ({_spread(pairs, '.2f')}; A B B A; "
+                f"target at least {target:.2f}x: {'ok' if speedup >= target else 'MISSED'})"
+            )
+            if naive:
+                single = _bracketed(phases, ("deliver-1w", "deliver-1w-2"))
                 out.append(
-                    f"{size:,}: with the send-rate limiter (rate far above capacity) "
-                    f"{limited.per_second:,.0f}/s = {share:.1%} of unlimited {deliver.per_second:,.0f}/s "
-                    f"(target within 5%: {'ok' if share >= 0.95 else 'MISSED'})"
+                    f"{size:,}: per process, 1 worker / naive = {single.rate('b') / naive.per_second:.0f}x"
                 )
-            if single:
-                speedup = deliver.per_second / single.per_second
-                target = TARGET_SCALE_OUT_EFFICIENCY * deliver.workers
-                out.append(
-                    f"{size:,}: {deliver.workers} workers / 1 worker = {speedup:.2f}x "
-                    f"(target at least {target:.2f}x: {'ok' if speedup >= target else 'MISSED'})"
-                )
-                if naive:
-                    per_process = single.per_second / naive.per_second
-                    out.append(f"{size:,}: per process, 1 worker / naive = {per_process:.0f}x")
-        if line := _feedback_verdict(size, at):
+        if line := _feedback_verdict(size, phases):
             out.append(line)
     return out
 
 
-def _feedback_verdict(size: int, at: dict[tuple[str, int], Phase]) -> str | None:
-    """Deliver without and with feedback, run A B B A: the drop is that of the total time of the two
-    runs of each, so a drift of the machine's speed during the four runs cancels out (to first order)."""
-    without = [p for (n, w), p in at.items() if n in ("deliver", "deliver-2") and w > 1]
-    learned = [p for (n, w), p in at.items() if n in ("deliver-fb", "deliver-fb-2") and w > 1]
-    if not (without and learned):
+def _feedback_verdict(size: int, phases: list[Phase]) -> str | None:
+    """Deliver without and with feedback, run A B B A."""
+    runs = _bracketed(phases, ("deliver-fb", "deliver-fb-2"))
+    if runs is None:
         return None
-    rate = {
-        side: sum(p.deliveries for p in phases) / sum(p.seconds for p in phases)
-        for side, phases in (("without", without), ("with", learned))
-    }
+    without, learned = runs.a, runs.b
+    rate = {"without": runs.rate("a"), "with": runs.rate("b")}
     drop = 1 - rate["with"] / rate["without"]
     ok = "ok" if drop <= TARGET_FEEDBACK_DROP else "MISSED"
     line = (
@@ -199,8 +261,8 @@ def _feedback_verdict(size: int, at: dict[tuple[str, int], Phase]) -> str | None
     )
     if all(p.cpu_ms.get("workers") for p in without + learned):
         cpu = {
-            side: statistics.mean(p.cpu_ms["workers"] for p in phases)
-            for side, phases in (("without", without), ("with", learned))
+            side: statistics.mean(p.cpu_ms["workers"] for p in side_phases)
+            for side, side_phases in (("without", without), ("with", learned))
         }
         line += (
             f"; worker CPU per digest {cpu['with']:.2f} vs {cpu['without']:.2f} ms "

@@ -7,6 +7,7 @@ finished. The workers' own instrumentation (bench/apps.py) reports per-chunk tim
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -406,6 +407,54 @@ def _phase_line(phase: Phase) -> str:
     )
 
 
+def _size_phases(
+    report: Report,
+    *,
+    size: int,
+    papers: int,
+    workers: int,
+    sink: AiosmtpdSink | PostfixSink,
+    send_rate: str,
+    scale_out: bool,
+    feedback_rng: random.Random,
+    log,
+) -> None:
+    """The Celery phases of one size. Every comparison runs A B B A around its B runs (the plain deliver
+    with `workers` processes before and after them), so that a machine speeding up or slowing down
+    weighs on both sides alike:
+    - "deliver+rate": NEWSLETTER_SEND_RATE far above what the machine does, so only the limiter's own
+      cost shows (a Redis round trip per batch of permits);
+    - "deliver-1w": one worker process, for the scale-out ratio;
+    - "deliver-fb": 30% of the readers have rated 20 papers and have a fitted model."""
+    plain = (f"deliver-{n}" if n > 1 else "deliver" for n in itertools.count(1))
+
+    def run(name: str, smtp: AiosmtpdSink | PostfixSink | None, count: int = workers, **env: str) -> None:
+        _pipeline_phase(report, name=name, workers=count, size=size, papers=papers, smtp=smtp, extra_env=env)
+        log(_phase_line(report.phases[-1]))
+
+    run("build", None)
+    run(next(plain), sink)
+    if send_rate:
+        run("deliver+rate", sink, NEWSLETTER_SEND_RATE=send_rate)
+        run("deliver+rate-2", sink, NEWSLETTER_SEND_RATE=send_rate)
+        run(next(plain), sink)
+    if scale_out:
+        run("deliver-1w", sink, 1)
+        run("deliver-1w-2", sink, 1)
+        run(next(plain), sink)
+    if size > FEEDBACK_MAX_SIZE:
+        log(f"   feedback phases: only up to {FEEDBACK_MAX_SIZE:,} subscribers (a fit takes ~40 ms)")
+        return
+    seconds = feedback_create(rng=feedback_rng, now=timezone.now())
+    report.data[-1]["feedback_seconds"] = seconds
+    log(f"   feedback: marks and fitted models in {seconds:.1f}s")
+    run("build-fb", None)
+    run("deliver-fb", sink)
+    run("deliver-fb-2", sink)
+    feedback_clear()
+    run(next(plain), sink)
+
+
 def bench_run(
     *,
     sizes: list[int],
@@ -430,43 +479,17 @@ def bench_run(
                 f"   data: papers {timings.papers_seconds:.1f}s, tagging {timings.tagging_seconds:.1f}s, "
                 f"subscribers {timings.subscribers_seconds:.1f}s"
             )
-            # "deliver+rate": the same run with NEWSLETTER_SEND_RATE far above what the machine does, so
-            # only the limiter's own cost shows (a Redis round trip per batch of permits).
-            runs = [("build", None, {}), ("deliver", sink, {})]
-            if send_rate:
-                runs.append(("deliver+rate", sink, {"NEWSLETTER_SEND_RATE": send_rate}))
-            for name, smtp, extra_env in runs:
-                _pipeline_phase(
-                    report,
-                    name=name,
-                    workers=workers,
-                    size=size,
-                    papers=papers,
-                    smtp=smtp,
-                    extra_env=extra_env,
-                )
-                log(_phase_line(report.phases[-1]))
-            # The same list again, now with 30% of the readers having rated 20 papers and a fitted
-            # model: the cost of learning. Deliver runs A B B A (without, with, with, without), so a
-            # machine that speeds up or slows down during the run weighs on both sides alike.
-            if size <= FEEDBACK_MAX_SIZE:
-                seconds = feedback_create(rng=random.Random(seed), now=timezone.now())
-                report.data[-1]["feedback_seconds"] = seconds
-                log(f"   feedback: marks and fitted models in {seconds:.1f}s")
-                for name, smtp in (("build-fb", None), ("deliver-fb", sink), ("deliver-fb-2", sink)):
-                    _pipeline_phase(report, name=name, workers=workers, size=size, papers=papers, smtp=smtp)
-                    log(_phase_line(report.phases[-1]))
-                feedback_clear()
-                _pipeline_phase(
-                    report, name="deliver-2", workers=workers, size=size, papers=papers, smtp=sink
-                )
-                log(_phase_line(report.phases[-1]))
-            else:
-                log(f"   feedback phases: only up to {FEEDBACK_MAX_SIZE:,} subscribers (a fit takes ~40 ms)")
-            if scale_out_at == size and workers != 1:
-                phase = celery_phase(name="deliver", workers=1, subscribers=size, papers=papers, smtp=sink)
-                report.phases.append(phase)
-                log(f"   deliver  1 worker : {phase.per_second:>8.1f} digests/s")
+            _size_phases(
+                report,
+                size=size,
+                papers=papers,
+                workers=workers,
+                sink=sink,
+                send_rate=send_rate,
+                scale_out=scale_out_at == size and workers != 1,
+                feedback_rng=random.Random(seed),
+                log=log,
+            )
             if naive_sample:
                 phase = naive_phase(
                     subscribers=size, papers=papers, sample=min(naive_sample, size), smtp=sink
