@@ -4,6 +4,7 @@ import zoneinfo
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from newsletter.db_indexes import BrinOnPostgresIndex
 from papers.models import Paper, Topic
 
 
@@ -163,7 +164,14 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="delivery_status_idx"),
-            models.Index(fields=["sent_at"], name="delivery_sent_idx"),
+            # The brake's counts of SENT rows of the last 7 days and 24 hours (deliverability/brake.py),
+            # every minute: index-only scans of this index (once vacuum has set the visibility map).
+            models.Index(
+                fields=["sent_at"], condition=models.Q(status="sent"), name="delivery_sent_at_sent_idx"
+            ),
+            # The stats page's last 30 days (stats_selectors.py): rows arrive in created_at order, so
+            # a BRIN index (a few pages) gives the page ranges of those days, not the whole history.
+            BrinOnPostgresIndex(fields=["created_at"], name="delivery_created_brin"),
             # The sweeper's two queries, every minute: only the few unfinished rows are indexed.
             models.Index(
                 fields=["status", "claimed_at", "queued_at"],
@@ -227,6 +235,13 @@ class EmailEvent(models.Model):
     verified = models.BooleanField(default=True)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The brake's last 24 hours / 7 days, every minute, and the stats page's 30 days, on a
+            # table that keeps every bounce and complaint: rows arrive in received_at order.
+            BrinOnPostgresIndex(fields=["received_at"], name="emailevent_received_brin"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.event_id}"
