@@ -10,7 +10,9 @@ import pytest
 import time_machine
 from anymail.signals import EventType
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from newsletter.models import Delivery, EmailEvent, Subscriber, Suppression
 from newsletter.stats_charts import chart_deliveries, chart_papers, chart_rates, chart_subscribers
@@ -75,6 +77,30 @@ def test_per_day_counts_each_outcome_on_its_day() -> None:
     assert (today.bounce_rate, today.complaint_rate) == (0.5, 0.5)
     assert (days[-2].confirmed, days[-2].sent, days[-2].bounce_rate) == (2, 0, None)
     assert all(d.sent == d.papers == d.confirmed == 0 for d in days[:-2])
+
+
+@time_machine.travel(NOW, tick=False)
+def test_per_day_starts_at_midnight_utc_of_the_first_day() -> None:
+    first = datetime(2026, 11, 17, tzinfo=UTC)  # 7 days up to NOW's
+    counted = [first, first + timedelta(hours=23, minutes=59)]
+    for created in (*counted, first - timedelta(minutes=1), first - timedelta(microseconds=1)):
+        delivery = DeliveryFactory(status=Delivery.Status.SENT)
+        Delivery.objects.filter(pk=delivery.pk).update(created_at=created)
+    for n, received in enumerate((first, first - timedelta(minutes=1))):
+        event = EmailEvent.objects.create(event_id=f"c{n}", event_type=EventType.COMPLAINED, email="a@x.org")
+        EmailEvent.objects.filter(pk=event.pk).update(received_at=received)
+    SubscriberFactory(confirmed_at=first + timedelta(hours=23, minutes=59))
+    SubscriberFactory(confirmed_at=first - timedelta(minutes=1))
+
+    with CaptureQueriesContext(connection) as queries:
+        days = stats_per_day(days=7, today=NOW.date())
+
+    assert days[0].day == first.date()
+    assert (days[0].sent, days[0].complaints, days[0].confirmed) == (2, 1, 1)
+    assert sum(d.sent for d in days) == 2
+    # A plain comparison an index can serve, not a cast of every row to a date.
+    delivery_query = next(q["sql"] for q in queries if 'FROM "newsletter_delivery"' in q["sql"])
+    assert '"newsletter_delivery"."created_at" >= ' in delivery_query
 
 
 def test_feeds_with_their_last_fetch_and_error() -> None:

@@ -110,3 +110,27 @@ def test_a_resume_is_not_undone_by_the_same_old_numbers() -> None:
     pause = brake_check()
     SendingPause.objects.filter(pk=pause.pk).update(is_open=False, resumed_at=timezone.now())
     assert brake_check() is None
+
+
+def sent_at(count: int, when, status: str = Delivery.Status.SENT) -> None:
+    DeliveryFactory.create_batch(count, status=status, sent_at=when)
+
+
+def test_the_complaint_rate_counts_only_what_was_sent_in_the_last_7_days() -> None:
+    now = timezone.now()
+    sent_at(10, now)
+    sent_at(15, now - timedelta(days=3))
+    sent_at(30, now - timedelta(days=8))  # before the window
+    sent_at(10, now, status=Delivery.Status.FAILED)  # not sent, whatever its sent_at says
+    events(1, EventType.COMPLAINED)
+    assert brake_check(now=now).sent == 25
+
+
+def test_the_bounce_rate_counts_only_what_was_sent_in_the_last_24_hours() -> None:
+    now = timezone.now()
+    sent_at(20, now - timedelta(hours=23))
+    sent_at(30, now - timedelta(hours=25))  # in the complaint window, not in this one
+    sent_at(10, now, status=Delivery.Status.SKIPPED)
+    events(2, EventType.BOUNCED, "hard")  # 2 of 20: over 5%; of 50 or 60 it would not be
+    pause = brake_check(now=now)
+    assert (pause.sent, pause.events) == (20, 2)

@@ -8,8 +8,9 @@ import json
 import pytest
 from django.test import Client
 
-from newsletter.models import EmailEvent, Subscriber, Suppression
+from newsletter.models import Delivery, EmailEvent, Subscriber, Suppression
 from newsletter.selectors import Preferences, subscribers_due
+from newsletter.services.deliverability.events import bounce_apply
 from newsletter.services.subscription import Answer, Outcome, subscriber_subscribe
 from tests.factories import DeliveryFactory, SubscriberFactory
 
@@ -192,3 +193,19 @@ def test_suppressed_address_gets_no_confirmation_and_is_never_due(mailoutbox) ->
     active = SubscriberFactory(email="gone2@example.org", next_send_at="2026-01-01T00:00:00Z")
     Suppression.objects.create(email="gone2@example.org", reason=Suppression.Reason.COMPLAINT)
     assert active.pk not in subscribers_due(now=active.next_send_at)
+
+
+def test_a_bounce_marks_the_latest_digest_sent_to_that_address_only() -> None:
+    reader, other = SubscriberFactory(email="r@example.org"), SubscriberFactory(email="o@example.org")
+    older = DeliveryFactory(subscriber=reader, status="sent", sent_at="2026-11-03T08:00:00Z")
+    latest = DeliveryFactory(subscriber=reader, status="sent", sent_at="2026-11-04T08:00:00Z")
+    DeliveryFactory(subscriber=reader, status="failed")  # newer, but never sent
+    DeliveryFactory(subscriber=reader, status="pending")
+    DeliveryFactory(subscriber=other, status="sent", sent_at="2026-11-05T08:00:00Z")  # newer, not theirs
+
+    bounce_apply(email="r@example.org", kind="soft", detail="mailbox full")
+    bounce_apply(email="nobody@example.org", kind="soft", detail="no such subscriber")
+
+    assert list(Delivery.objects.filter(bounced=True)) == [latest]
+    older.refresh_from_db()
+    assert older.bounced is False
