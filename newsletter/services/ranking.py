@@ -52,10 +52,9 @@ from newsletter.services.candidates import (
     Pick,
     Profile,
     interest_queries,
-    paper_vectors,
 )
+from newsletter.services.cosines import pool_cosines
 from newsletter.services.reasons import Evidence, reasons_for
-from papers.selectors import CandidatePaper
 from papers.services.text import (
     N_FEATURES,
 )
@@ -203,10 +202,10 @@ def rank(
 
     results = []
     paper_ids = np.array([paper.id for paper in pool.papers])
-    # Cosines of every named and every liked paper of the chunk with the pool: two products for the
-    # chunk, which each subscriber's reasons then read (a product per subscriber costs 10x more).
-    anchor_cosines, anchor_at = _pool_cosines([pr.anchors for pr in profiles], pool)
-    liked_cosines, liked_at = _pool_cosines([pr.taste.liked if pr.taste else () for pr in profiles], pool)
+    # Cosines of every named and every liked paper of the chunk with the pool, which each subscriber's
+    # reasons then read: kept per process (cosines.py), a product only for papers not seen before.
+    anchor_cosines, anchor_at = pool_cosines([pr.anchors for pr in profiles], pool)
+    liked_cosines, liked_at = pool_cosines([pr.taste.liked if pr.taste else () for pr in profiles], pool)
     for i, profile in enumerate(profiles):
         top = _top(ordering[i], paper_ids, profile.limit)
         start, end = queries.indptr[i], queries.indptr[i + 1]
@@ -240,22 +239,6 @@ def _followed(profiles: Sequence[Profile], pool: CandidatePool) -> np.ndarray:
         for key in profile.followed:
             followed[i, pool.by_author.get(key, [])] = True
     return followed
-
-
-def _pool_cosines(
-    groups: Sequence[Sequence[CandidatePaper]], pool: CandidatePool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cosines of the groups' papers with the pool, a row per paper of each group, and where each
-    group's rows start. Readers like the same papers: each distinct paper is computed once."""
-    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
-    np.cumsum([len(group) for group in groups], out=offsets[1:])
-    distinct = {paper.id: paper for group in groups for paper in group}
-    if not distinct:
-        return np.zeros((0, len(pool)), dtype=np.float32), offsets
-    vectors, _ = paper_vectors([list(distinct.values())])
-    row_of = {paper_id: row for row, paper_id in enumerate(distinct)}
-    rows = np.array([row_of[paper.id] for group in groups for paper in group], dtype=np.intp)
-    return (vectors @ pool.vectors_t).toarray()[rows], offsets
 
 
 def _top(scores: np.ndarray, paper_ids: np.ndarray, limit: int) -> np.ndarray:
