@@ -31,8 +31,7 @@ a digest is not cut short while such papers remain. Papers by followed authors t
 places of the digest (within its size); excluded keywords still win over them, as "never" is the
 reader's own word. The
 per-paper work (vectors, topic matrix, popularity) is done once per chunk in `CandidatePool`; per
-subscriber there is only a row of each matrix, and the fitted models of a chunk are scored in one
-product per block of readers (`_learned`).
+subscriber there is only a row of each matrix, and the fitted models of a chunk are one sparse matrix.
 
 Every signal of a paper depends on the paper, the subscriber and `now` only, never on which other
 papers share the pool: a subscriber ranked in a chunk (whose pool spans everyone's windows) gets the
@@ -84,57 +83,14 @@ SIMILARITY_MIN = 0.2  # of `full`: below this, similarity alone does not make a 
 WEIGHT_RESERVE = 1000.0  # subtracted for ordering only: a reserve paper comes after every relevant one
 
 
-# The models of a chunk are scored in blocks of this many readers: a block's dense weights are
-# (pool's features x readers) floats, 4.5 MB per 32 readers for a 500-paper pool.
-LEARNED_BLOCK = 32
-
-
-class _PoolColumns:
-    """The pool's vectors over only the feature columns its papers have (a few percent of
-    N_FEATURES), and where each feature column is among them (`absent` where it is not)."""
-
-    def __init__(self, pool: CandidatePool) -> None:
-        vectors = pool.vectors
-        present = np.zeros(N_FEATURES, dtype=bool)
-        present[vectors.indices] = True
-        columns = np.flatnonzero(present)
-        self.absent = len(columns)
-        self.compact = np.full(N_FEATURES, self.absent, dtype=np.int32)
-        self.compact[columns] = np.arange(len(columns), dtype=np.int32)
-        self.vectors = sparse.csr_matrix(
-            (vectors.data, self.compact[vectors.indices], vectors.indptr), shape=(len(pool), len(columns))
-        )
-
-
-_pool_columns: dict[tuple, _PoolColumns] = {}
-
-
-def _learned(profiles: Sequence[Profile], pool: CandidatePool) -> np.ndarray:
-    """s x p: each fitted model's score of each paper (float32; a zero row without a model).
-
-    The pool's sparse rows times the models as dense columns over the pool's features: 6 ms a chunk
-    of 200 at 10,000 subscribers, where the sparse x sparse product took 11. The sums are the same,
-    bit for bit: each is over the features the paper and the model share (a model's other weights
-    are multiplied by the paper's zeros and added as +0), in ascending column order, as the sparse
-    product (models' features and the pool's rows are both sorted) adds them."""
-    learned = np.zeros((len(profiles), len(pool)), dtype=np.float32)
-    readers = [i for i, profile in enumerate(profiles) if profile.taste is not None]
-    if not readers:
-        return learned
-    columns = _pool_columns.get(pool.key)
-    if columns is None:
-        _pool_columns.clear()  # another pool (a chunk of other windows): one entry is enough
-        columns = _pool_columns[pool.key] = _PoolColumns(pool)
-    for start in range(0, len(readers), LEARNED_BLOCK):
-        block = readers[start : start + LEARNED_BLOCK]
-        tastes = [profiles[i].taste for i in block]
-        weights = np.zeros((columns.absent + 1, len(block)), dtype=np.float32)  # + a row for the absent
-        at = np.repeat(np.arange(len(block)), [len(t.features) for t in tastes])
-        weights[columns.compact[np.concatenate([t.features for t in tastes])], at] = np.concatenate(
-            [t.weights for t in tastes]
-        )
-        learned[block] = (columns.vectors @ weights[: columns.absent]).T
-    return learned
+def _tastes(profiles: Sequence[Profile]) -> sparse.csr_matrix:
+    """The chunk's fitted models stacked as one s x N_FEATURES matrix (a zero row without one)."""
+    parts = [pr.taste for pr in profiles]
+    indptr = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(t.features) if t else 0 for t in parts], out=indptr[1:])
+    data = np.concatenate([t.weights for t in parts if t] or [np.zeros(0, np.float32)])
+    indices = np.concatenate([t.features for t in parts if t] or [np.zeros(0, np.int32)])
+    return sparse.csr_matrix((data, indices, indptr), shape=(len(parts), N_FEATURES))
 
 
 def _topic_strength(
@@ -178,7 +134,7 @@ def rank(
         SIMILARITY_FULL_LONG,
         SIMILARITY_FULL,
     )[:, None]
-    learned = _learned(profiles, pool)
+    learned = np.asarray((_tastes(profiles) @ pool.vectors_t).todense())
     keywords = PhraseHits([pr.phrases for pr in profiles], pool)
     keyword_hits = keywords.counts
     excluded = PhraseHits([pr.excluded for pr in profiles], pool).counts > 0
