@@ -37,7 +37,8 @@ class CosineRows:
         self._pools: OrderedDict[tuple, dict[tuple[int, int], np.ndarray]] = OrderedDict()
 
     def rows(self, papers: Sequence[CandidatePaper], pool: CandidatePool) -> np.ndarray:
-        """len(papers) x len(pool): each paper's cosines with every paper of the pool (float32)."""
+        """len(papers) x len(pool): each paper's cosines with every paper of the pool (float32). A
+        paper may come more than once (readers like the same papers): it is computed once."""
         if not papers:
             return np.zeros((0, len(pool)), dtype=np.float32)
         kept = self._pools.get(pool.key)
@@ -45,11 +46,11 @@ class CosineRows:
             kept = self._pools[pool.key] = {}
         self._pools.move_to_end(pool.key)
         keys = [(paper.id, hash((paper.title, paper.abstract))) for paper in papers]
-        missing = [(key, paper) for key, paper in zip(keys, papers, strict=True) if key not in kept]
+        missing = {key: paper for key, paper in zip(keys, papers, strict=True) if key not in kept}
         if missing:
-            vectors, _ = paper_vectors([[paper for _, paper in missing]])
+            vectors, _ = paper_vectors([list(missing.values())])
             computed = (vectors @ pool.vectors_t).toarray()
-            for (key, _), row in zip(missing, computed, strict=True):
+            for key, row in zip(missing, computed, strict=True):
                 kept[key] = row
             self._cells += len(missing) * len(pool)
         result = np.array([kept[key] for key in keys], dtype=np.float32).reshape(len(keys), len(pool))
@@ -76,14 +77,7 @@ def pool_cosines(
     groups: Sequence[Sequence[CandidatePaper]], pool: CandidatePool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cosines of the groups' papers with the pool, a row per paper of each group, and where each
-    group's rows start. Readers like the same papers: each distinct paper is computed once per
-    process and pool."""
+    group's rows start. Each distinct paper is computed once per process and pool."""
     offsets = np.zeros(len(groups) + 1, dtype=np.int64)
     np.cumsum([len(group) for group in groups], out=offsets[1:])
-    distinct = {paper.id: paper for group in groups for paper in group}
-    if not distinct:
-        return np.zeros((0, len(pool)), dtype=np.float32), offsets
-    cosines = _cosines.rows(list(distinct.values()), pool)
-    row_of = {paper_id: row for row, paper_id in enumerate(distinct)}
-    rows = np.array([row_of[paper.id] for group in groups for paper in group], dtype=np.intp)
-    return cosines[rows], offsets
+    return _cosines.rows([paper for group in groups for paper in group], pool), offsets
