@@ -114,8 +114,14 @@ def papers_already_sent(*, subscriber_ids: Sequence[int], paper_ids: Sequence[in
 # --- ranking profiles: preferences plus the papers interests name and the fitted feedback model ---
 
 
-def profiles_build(*, subscribers: Sequence[Subscriber], since: Sequence[datetime]) -> list[Profile]:
-    """One profile per subscriber, each with its own window start."""
+def profiles_build(
+    *,
+    subscribers: Sequence[Subscriber],
+    since: Sequence[datetime],
+    known: Sequence[CandidatePaper] = (),
+) -> list[Profile]:
+    """One profile per subscriber, each with its own window start. `known`: papers already read
+    (the chunk's candidates), which the liked papers are taken from rather than read again."""
     ids = [s.pk for s in subscribers]
     topics: dict[int, list[int]] = defaultdict(list)
     for subscriber_id, topic_id in Subscriber.topics.through.objects.filter(
@@ -135,16 +141,23 @@ def profiles_build(*, subscribers: Sequence[Subscriber], since: Sequence[datetim
         )
         for subscriber, start in zip(subscribers, since, strict=True)
     ]
-    return profiles_complete(profiles, models=True)
+    return profiles_complete(profiles, models=True, known=known)
 
 
-def profiles_complete(profiles: Sequence[Profile], *, models: bool) -> list[Profile]:
-    """The profiles with the papers their interests name and, with `models`, their fitted models."""
+def profiles_complete(
+    profiles: Sequence[Profile], *, models: bool, known: Sequence[CandidatePaper] = ()
+) -> list[Profile]:
+    """The profiles with the papers their interests name and, with `models`, their fitted models.
+    Liked papers among `known` are not read again: readers like recent papers, the chunk's
+    candidates, and reading them (abstracts, authors) was a third of what the models cost a chunk."""
     stored = reader_models(subscriber_ids=[p.subscriber_id for p in profiles]) if models else {}
     keys = [title_keys(p.interests) for p in profiles]
     liked_ids = {paper_id for _, _, liked, _, _ in stored.values() for paper_id in liked}
     by_key: dict[str, CandidatePaper] = {}
     by_id: dict[int, CandidatePaper] = {}
+    if liked_ids and known:
+        by_id = {paper.id: paper for paper in known if paper.id in liked_ids}
+        liked_ids.difference_update(by_id)
     if liked_ids or any(keys):
         for key, paper in papers_named(title_keys=[k for ks in keys for k in ks], ids=list(liked_ids)):
             by_key[key] = by_id[paper.id] = paper

@@ -219,6 +219,12 @@ class CandidatePool:
         return len(self.papers)
 
     @cached_property
+    def key(self) -> tuple[tuple[int, int], ...]:
+        """The papers, in order, with their texts' fingerprints: all its vectors depend on."""
+        pairs = zip(self.papers, self.features, strict=True)
+        return tuple((paper.id, entry.fingerprint) for paper, entry in pairs)
+
+    @cached_property
     def by_author(self) -> dict[str, list[int]]:
         """The pool's papers (column numbers) by author key; built only when a reader follows someone."""
         columns: dict[str, list[int]] = defaultdict(list)

@@ -50,7 +50,9 @@ def _rank_and_record(deliveries: Sequence[Delivery], now: datetime) -> dict[int,
     subscriber_ids = [d.subscriber_id for d in deliveries]
     sent = papers_already_sent(subscriber_ids=subscriber_ids, paper_ids=[p.id for p in papers])
     profiles = profiles_build(
-        subscribers=[d.subscriber for d in deliveries], since=[d.window_start for d in deliveries]
+        subscribers=[d.subscriber for d in deliveries],
+        since=[d.window_start for d in deliveries],
+        known=papers,
     )
     ranked = rank(profiles=profiles, pool=pool, already_sent=sent)
     # The ids once per delivery, not per pick (Model.pk is a property): 2,000 picks a chunk.

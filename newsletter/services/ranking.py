@@ -45,6 +45,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse
+from scipy.sparse import _sparsetools
 
 from newsletter.services.candidates import (
     CandidatePool,
@@ -52,10 +53,9 @@ from newsletter.services.candidates import (
     Pick,
     Profile,
     interest_queries,
-    paper_vectors,
 )
+from newsletter.services.cosines import pool_cosines
 from newsletter.services.reasons import Evidence, reasons_for
-from papers.selectors import CandidatePaper
 from papers.services.text import (
     N_FEATURES,
 )
@@ -84,14 +84,53 @@ SIMILARITY_MIN = 0.2  # of `full`: below this, similarity alone does not make a 
 WEIGHT_RESERVE = 1000.0  # subtracted for ordering only: a reserve paper comes after every relevant one
 
 
-def _tastes(profiles: Sequence[Profile]) -> sparse.csr_matrix:
-    """The chunk's fitted models stacked as one s x N_FEATURES matrix (a zero row without one)."""
-    parts = [pr.taste for pr in profiles]
-    indptr = np.zeros(len(parts) + 1, dtype=np.int64)
-    np.cumsum([len(t.features) if t else 0 for t in parts], out=indptr[1:])
-    data = np.concatenate([t.weights for t in parts if t] or [np.zeros(0, np.float32)])
-    indices = np.concatenate([t.features for t in parts if t] or [np.zeros(0, np.int32)])
-    return sparse.csr_matrix((data, indices, indptr), shape=(len(parts), N_FEATURES))
+def _learned(profiles: Sequence[Profile], pool: CandidatePool) -> np.ndarray:
+    """s x p: each fitted model's score of each paper (float32; a zero row without a model): the
+    rows with a model, stacked, times the pool's vectors, in one `dense_product`."""
+    learned = np.zeros((len(profiles), len(pool)), dtype=np.float32)
+    readers = [i for i, pr in enumerate(profiles) if pr.taste is not None]
+    if not readers:
+        return learned
+    tastes = [profiles[i].taste for i in readers]
+    indptr = np.zeros(len(tastes) + 1, dtype=np.int64)
+    np.cumsum([len(t.features) for t in tastes], out=indptr[1:])
+    data = np.concatenate([t.weights for t in tastes])
+    indices = np.concatenate([t.features for t in tastes])
+    stacked = sparse.csr_matrix((data, indices, indptr), shape=(len(tastes), N_FEATURES))
+    learned[readers] = dense_product(stacked, pool.vectors_t)
+    return learned
+
+
+def dense_product(a: sparse.csr_matrix, b: sparse.csr_matrix) -> np.ndarray:
+    """(a @ b).toarray(), bit for bit, in half the time when the result is nearly dense (the
+    models' scores: every model has weights on most papers' words).
+
+    scipy's product makes two passes over the work: one that counts the result's entries to size
+    it, then the product itself. A dense result has at most rows x columns entries, so this sizes
+    it so and runs only the second pass, the same kernel: the same sums in the same order."""
+    index = np.int64 if max(a.nnz, b.nnz, a.shape[0] * b.shape[1]) >= 2**31 else np.int32
+    rows, columns = a.shape[0], b.shape[1]
+    dtype = np.result_type(a.dtype, b.dtype)
+    indptr = np.zeros(rows + 1, dtype=index)
+    found = np.zeros(rows * columns, dtype=index)
+    values = np.zeros(rows * columns, dtype=dtype)
+    _sparsetools.csr_matmat(
+        rows,
+        columns,
+        a.indptr.astype(index, copy=False),
+        a.indices.astype(index, copy=False),
+        a.data.astype(dtype, copy=False),
+        b.indptr.astype(index, copy=False),
+        b.indices.astype(index, copy=False),
+        b.data.astype(dtype, copy=False),
+        indptr,
+        found,
+        values,
+    )
+    result = np.zeros((rows, columns), dtype=dtype)
+    stored = int(indptr[-1])
+    result[np.repeat(np.arange(rows), np.diff(indptr)), found[:stored]] = values[:stored]
+    return result
 
 
 def _topic_strength(
@@ -135,7 +174,7 @@ def rank(
         SIMILARITY_FULL_LONG,
         SIMILARITY_FULL,
     )[:, None]
-    learned = np.asarray((_tastes(profiles) @ pool.vectors_t).todense())
+    learned = _learned(profiles, pool)
     keywords = PhraseHits([pr.phrases for pr in profiles], pool)
     keyword_hits = keywords.counts
     excluded = PhraseHits([pr.excluded for pr in profiles], pool).counts > 0
@@ -203,10 +242,10 @@ def rank(
 
     results = []
     paper_ids = np.array([paper.id for paper in pool.papers])
-    # Cosines of every named and every liked paper of the chunk with the pool: two products for the
-    # chunk, which each subscriber's reasons then read (a product per subscriber costs 10x more).
-    anchor_cosines, anchor_at = _pool_cosines([pr.anchors for pr in profiles], pool)
-    liked_cosines, liked_at = _pool_cosines([pr.taste.liked if pr.taste else () for pr in profiles], pool)
+    # Cosines of every named and every liked paper of the chunk with the pool, which each subscriber's
+    # reasons then read: kept per process (cosines.py), a product only for papers not seen before.
+    anchor_cosines, anchor_at = pool_cosines([pr.anchors for pr in profiles], pool)
+    liked_cosines, liked_at = pool_cosines([pr.taste.liked if pr.taste else () for pr in profiles], pool)
     for i, profile in enumerate(profiles):
         top = _top(ordering[i], paper_ids, profile.limit)
         start, end = queries.indptr[i], queries.indptr[i + 1]
@@ -240,22 +279,6 @@ def _followed(profiles: Sequence[Profile], pool: CandidatePool) -> np.ndarray:
         for key in profile.followed:
             followed[i, pool.by_author.get(key, [])] = True
     return followed
-
-
-def _pool_cosines(
-    groups: Sequence[Sequence[CandidatePaper]], pool: CandidatePool
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cosines of the groups' papers with the pool, a row per paper of each group, and where each
-    group's rows start. Readers like the same papers: each distinct paper is computed once."""
-    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
-    np.cumsum([len(group) for group in groups], out=offsets[1:])
-    distinct = {paper.id: paper for group in groups for paper in group}
-    if not distinct:
-        return np.zeros((0, len(pool)), dtype=np.float32), offsets
-    vectors, _ = paper_vectors([list(distinct.values())])
-    row_of = {paper_id: row for row, paper_id in enumerate(distinct)}
-    rows = np.array([row_of[paper.id] for group in groups for paper in group], dtype=np.intp)
-    return (vectors @ pool.vectors_t).toarray()[rows], offsets
 
 
 def _top(scores: np.ndarray, paper_ids: np.ndarray, limit: int) -> np.ndarray:
