@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.db.models import Prefetch
 
+from newsletter.library_selectors import library_entries
 from newsletter.models import (
     Delivery,
     DeliveryItem,
@@ -13,7 +14,7 @@ from newsletter.models import (
     Subscriber,
     Suppression,
 )
-from newsletter.selectors import feedback_given, library_entries, preferences_stored
+from newsletter.selectors import feedback_given, preferences_stored
 
 
 def _isoformat(value: datetime | None) -> str | None:

@@ -18,13 +18,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from newsletter.forms import LibraryForm, PreferencesForm, RequestLinkForm, SubscribeForm
+from newsletter.library_selectors import library_entries, library_size
 from newsletter.models import Subscriber
 from newsletter.selectors import (
     Preferences,
     digest_preview,
     feedback_given,
-    library_entries,
-    library_size,
     preferences_to_confirm,
 )
 from newsletter.services.render import PaperRowCache, digest_web_context, paper_url

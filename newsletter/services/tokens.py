@@ -32,8 +32,9 @@ from django.conf import settings
 from django.core import signing
 from django.utils.crypto import salted_hmac
 
+from newsletter.library_selectors import library_to_confirm
 from newsletter.models import Delivery, Subscriber
-from newsletter.selectors import Preferences, library_to_confirm, preferences_to_confirm
+from newsletter.selectors import Preferences, preferences_to_confirm
 
 
 class Purpose(StrEnum):

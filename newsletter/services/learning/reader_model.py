@@ -34,13 +34,9 @@ from django.utils import timezone
 from scipy import sparse
 from sklearn.svm import LinearSVC
 
+from newsletter.library_selectors import interests_with_library, library_abstracts, library_titles
 from newsletter.models import DeliveryItem, Feedback, ReaderModel, Subscriber
-from newsletter.selectors import (
-    interests_with_library,
-    library_abstracts,
-    library_titles,
-    profiles_complete,
-)
+from newsletter.selectors import profiles_complete
 from newsletter.services.candidates import Profile, interest_queries, paper_vectors
 from papers.selectors import papers_by_ids
 from papers.services.text import N_FEATURES, paper_text, vectorize

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from newsletter.library_selectors import library_titles
 from newsletter.models import Feedback, LibraryEntry, ReaderModel, Subscriber
 from newsletter.selectors import (
     Preferences,
     digest_preview,
-    library_titles,
     papers_already_sent,
     profiles_build,
 )
