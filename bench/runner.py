@@ -33,7 +33,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from bench.cpu import ServerCpu, calibrate, process_cpu, self_cpu, thread_cpu
+from bench.cpu import ServerCpu, calibrate, parallel_capacity, process_cpu, self_cpu, thread_cpu
 from bench.data import bench_data_create, deliveries_reset, feedback_clear, feedback_create
 from bench.naive import naive_run
 from config.celery import app
@@ -70,6 +70,9 @@ class Phase:
     # CPU seconds of the fixed calibration loop (bench/cpu.py) timed just before the phase: the
     # machine's speed at that moment, so the phase's CPU figures can be given as calibrated ms.
     calibration_s: float | None = None
+    # How many times one process's work 2 processes get done at once on the machine just before the
+    # phase (bench/cpu.py parallel_capacity): the ceiling of any 2-worker scale-out at that moment.
+    parallel_capacity: float | None = None
 
 
 @dataclass
@@ -293,7 +296,7 @@ def celery_phase(
         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
         "-n", f"bench-{os.getpid()}-{name}@%h",
     ]  # fmt: skip
-    calibration = calibrate()
+    calibration, capacity = calibrate(), parallel_capacity()
     with AutoAnalyze():
         elapsed, servers, sink_cpu = _timed_run(
             name=name, command=command, env=env, subscribers=subscribers, smtp=smtp
@@ -327,6 +330,7 @@ def celery_phase(
             sink=sink_cpu,
         ),
         calibration_s=round(calibration, 4),
+        parallel_capacity=round(capacity, 3),
     )
 
 
