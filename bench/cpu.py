@@ -6,9 +6,10 @@ and the SMTP sink share the same cores; these counters do. Zero everywhere on sy
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import resource
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +40,31 @@ def _loop_seconds(loop: int) -> float:
     return time.perf_counter() - started
 
 
-def _loop_at_signal(start, results, loop: int) -> None:
-    start.wait()
-    results.put(_loop_seconds(loop))
+def _loop_on_signal() -> None:
+    """A child of parallel_capacity: says it is ready, waits for the start line, prints its loop's
+    seconds."""
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(_loop_seconds(int(sys.argv[1])), flush=True)
+
+
+def loops_together(processes: int, loop: int) -> list[float]:
+    """The loop's wall-clock seconds in each of `processes` fresh processes started at the same moment.
+    (Fresh interpreters, not forks: the benchmark process has threads, which a fork may find holding a
+    lock.)"""
+    command = [sys.executable, "-c", "from bench.cpu import _loop_on_signal; _loop_on_signal()", str(loop)]
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    children = [
+        subprocess.Popen(command, cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    for child in children:
+        child.stdout.readline()
+    for child in children:
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    return [float(child.communicate(timeout=120)[0]) for child in children]
 
 
 def parallel_capacity(processes: int = 2, loop: int = CALIBRATION_LOOP, repeats: int = 3) -> float:
@@ -49,21 +72,11 @@ def parallel_capacity(processes: int = 2, loop: int = CALIBRATION_LOOP, repeats:
     the calibration loop alone, then in `processes` processes started together, wall-clock (the most
     of `repeats`). A VM's vCPUs may be hyperthreads of one core or share a busy host: each then runs
     slower when all run, which CPU-time counters do not show, and no program scales out further.
-    Measured here at 1.85-1.92x for 2 processes on a quiet machine (2026-12-05)."""
-    context = multiprocessing.get_context("fork")
+    Measured here at 1.84-1.92x for 2 processes on a quiet machine (2026-12-05)."""
     best = 0.0
     for _ in range(repeats):
         alone = _loop_seconds(loop)
-        start, results = context.Barrier(processes), context.Queue()
-        children = [
-            context.Process(target=_loop_at_signal, args=(start, results, loop)) for _ in range(processes)
-        ]
-        for child in children:
-            child.start()
-        together = max(results.get(timeout=60) for _ in children)
-        for child in children:
-            child.join()
-        best = max(best, processes * alone / together)
+        best = max(best, processes * alone / max(loops_together(processes, loop)))
     return best
 
 

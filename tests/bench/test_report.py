@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.cpu import _TICK, _server_cpu, _stat
+from bench.cpu import _TICK, _server_cpu, _stat, loops_together
 from bench.report import report_chart, report_json, report_table, verdicts
 from bench.runner import Phase, Report
 
@@ -242,11 +242,7 @@ def test_feedback_drop_is_taken_over_both_runs_of_each_side() -> None:
     )
 
 
-def test_parallel_capacity_times_the_loop_in_each_process_started_together(monkeypatch) -> None:
-    # Each child reports its loop's seconds through the queue; with the loop taking as long in each of
-    # 3 processes as alone, 3 processes do 3x the work of one.
-    import bench.cpu
+def test_parallel_capacity_times_the_loop_in_each_process_started_together() -> None:
+    seconds = loops_together(processes=3, loop=20_000)
 
-    monkeypatch.setattr(bench.cpu, "_loop_seconds", lambda loop: 0.5)
-
-    assert bench.cpu.parallel_capacity(processes=3, loop=10, repeats=2) == 3.0
+    assert len(seconds) == 3 and all(0 < s < 10 for s in seconds)
