@@ -38,7 +38,9 @@ _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86
 
 # KEYS[1] bucket (hash: tokens, ts), KEYS[2] the shared AIMD state (hash: factor, at).
 # ARGV: configured rate (permits/s), burst, permits wanted, recovery seconds, "take" | "cut" | "peek".
-# Returns {permits granted, seconds to wait when none, current rate}; floats travel as strings.
+# Returns {permits granted, seconds to wait when none, current rate, 1 if this take found the rate back
+# at the configured one after a cut (the AIMD state is then deleted: exactly one caller of the fleet
+# sees it, whichever process takes the next permit)}; floats travel as strings.
 _SCRIPT = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
@@ -50,14 +52,19 @@ local at = tonumber(state[2])
 recovery = tonumber(state[3]) or recovery  -- the cutter's setting: every reader sees one curve
 if at then factor = math.min(1, factor + (now - at) / recovery) end
 if ARGV[5] == 'cut' then
-  if at and now - at < CUT_COOLDOWN then return {0, '0', tostring(rate * factor)} end
+  if at and now - at < CUT_COOLDOWN then return {0, '0', tostring(rate * factor), 0} end
   factor = math.max(factor / 2, math.min(1, 1 / rate))
   redis.call('HSET', KEYS[2], 'factor', tostring(factor), 'at', tostring(now), 'recovery', ARGV[4])
   redis.call('EXPIRE', KEYS[2], math.ceil(recovery) + 60)
-  return {1, '0', tostring(rate * factor)}
+  return {1, '0', tostring(rate * factor), 0}
 end
 local current = rate * factor
-if ARGV[5] == 'peek' then return {0, '0', tostring(current)} end
+if ARGV[5] == 'peek' then return {0, '0', tostring(current), 0} end
+local recovered = 0
+if at and factor >= 1 then
+  redis.call('DEL', KEYS[2])
+  recovered = 1
+end
 local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(bucket[1]) or burst
 local ts = tonumber(bucket[2]) or now
@@ -68,7 +75,7 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / current) + 60)
 local wait = 0
 if granted == 0 then wait = (1 - tokens) / current end
-return {granted, tostring(wait), tostring(current)}
+return {granted, tostring(wait), tostring(current), recovered}
 """.replace("CUT_COOLDOWN", str(CUT_COOLDOWN))
 
 
@@ -118,13 +125,13 @@ def _script(url: str):
     return client.register_script(_SCRIPT)
 
 
-def _run(bucket: str, rate: Rate, *, wanted: int, mode: str) -> tuple[int, float, float]:
+def _run(bucket: str, rate: Rate, *, wanted: int, mode: str) -> tuple[int, float, float, bool]:
     script = _script(settings.NEWSLETTER_LIMITER_REDIS_URL)
     recovery = max(settings.NEWSLETTER_RATE_RECOVERY_SECONDS, 1)
-    granted, wait, current = script(
+    granted, wait, current, recovered = script(
         keys=[KEY_PREFIX + bucket, AIMD_KEY], args=[rate.per_second, rate.batch, wanted, recovery, mode]
     )
-    return int(granted), float(wait), float(current)
+    return int(granted), float(wait), float(current), bool(recovered)
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,7 @@ def send_rate_status() -> RateStatus | None:
     if rate is None:
         return None
     try:
-        _, _, current = _run("global", rate, wanted=0, mode="peek")
+        _, _, current, _ = _run("global", rate, wanted=0, mode="peek")
     except redis.RedisError:
         return None
     return RateStatus(rate.text, current, current < rate.per_second * 0.999)
@@ -174,12 +181,14 @@ class SendPacer:
     def _permit(self, bucket: str, rate: Rate, renew: Callable[[], None]) -> float | None:
         while self.held.get(bucket, 0) < 1:
             try:
-                granted, wait, current = _run(bucket, rate, wanted=rate.batch, mode="take")
+                granted, wait, _, recovered = _run(bucket, rate, wanted=rate.batch, mode="take")
             except redis.RedisError as exc:
                 # Sending unmetered could break the ESP's quota: wait for Redis instead.
                 logger.error("send rate limiter unavailable, chunk put off: %s", exc)
                 return settings.NEWSLETTER_PERMIT_MAX_WAIT_SECONDS
-            _note_rate(current, rate)
+            if recovered:
+                # Logged by one process of the fleet: the first to take a permit after the way back up.
+                logger.info("send rate recovered to the configured %s", rate.text)
             self.held[bucket] = self.held.get(bucket, 0) + granted
             if granted:
                 break
@@ -192,7 +201,7 @@ class SendPacer:
     def slow_down(self, *, reason: str) -> bool:
         """Cut the shared rate (AIMD); False when another worker cut it within the last second."""
         try:
-            cut, _, current = _run("global", self.rate, wanted=0, mode="cut")
+            cut, _, current, _ = _run("global", self.rate, wanted=0, mode="cut")
         except redis.RedisError as exc:
             logger.error("send rate not lowered, limiter unavailable: %s", exc)
             return False
@@ -200,19 +209,7 @@ class SendPacer:
             logger.warning(
                 "send rate lowered to %.2f/s (configured %s) after: %s", current, self.rate.text, reason
             )
-            _last_rate[self.rate.text] = current
         return bool(cut)
-
-
-_last_rate: dict[str, float] = {}  # per process: log the way back up once, not on every batch
-
-
-def _note_rate(current: float, rate: Rate) -> None:
-    full = rate.per_second * 0.999
-    previous = _last_rate.get(rate.text)
-    if current >= full and previous is not None and previous < full:
-        logger.info("send rate recovered to the configured %s", rate.text)
-    _last_rate[rate.text] = current
 
 
 def _quarter_lease() -> float:

@@ -3,8 +3,10 @@ AIMD cut and recovery, and the send path's hooks (deferral instead of long sleep
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -160,6 +162,47 @@ def test_a_cut_halves_the_shared_rate_once_per_burst_then_it_climbs_back(setting
     assert status.current_per_second <= 25  # half, plus what it regained since
 
     time.sleep(4.1)  # the whole recovery period: back to the configured rate, whatever the machine
+    assert send_rate_status().lowered is False
+
+
+def _in_another_process(action: Callable[[], bool]) -> bool:
+    """Run `action` in a forked child (another worker process of the fleet); its truth value."""
+    pid = os.fork()
+    if pid == 0:  # the child: no pytest teardown, no database
+        try:
+            os._exit(0 if action() else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) in (0, 1), "the child process failed"
+    return os.WEXITSTATUS(status) == 0
+
+
+def _logs_recovery() -> bool:
+    """Take one permit in a fresh pacer; whether this process logged the way back up."""
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logging.getLogger("newsletter.sendrate").addHandler(handler)
+    logging.getLogger("newsletter.sendrate").setLevel(logging.INFO)
+    assert pacer_for_chunk().wait(recipient="a@example.org", renew=lambda: None) is None
+    return any("recovered to the configured 40/s" in line for line in seen)
+
+
+def test_the_way_back_up_is_logged_once_by_whichever_worker_takes_the_next_permit(settings, caplog) -> None:
+    # One worker process is cut back by a 421; after the recovery another process, which never saw the
+    # rate lowered, takes the next permit: it says the rate is back, and nobody says it again.
+    settings.NEWSLETTER_SEND_RATE = "40/s"
+    settings.NEWSLETTER_RATE_RECOVERY_SECONDS = 1
+    assert _in_another_process(lambda: pacer_for_chunk().slow_down(reason="421 slow down"))
+    assert send_rate_status().lowered is True
+    time.sleep(1.1)
+
+    assert _in_another_process(_logs_recovery) is True
+    assert _in_another_process(_logs_recovery) is False
+    with caplog.at_level("INFO", logger="newsletter.sendrate"):
+        assert pacer_for_chunk().wait(recipient="b@example.org", renew=lambda: None) is None
+    assert not [r for r in caplog.records if "recovered" in r.getMessage()]
     assert send_rate_status().lowered is False
 
 
