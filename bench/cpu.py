@@ -20,23 +20,27 @@ CALIBRATION_LOOP = 5_000_000
 CALIBRATION_REFERENCE_S = 0.25
 
 
+def _loop(loop: int) -> None:
+    """The calibration loop: fixed pure-Python work."""
+    total = 0
+    for i in range(loop):
+        total += i & 7
+
+
 def calibrate(loop: int = CALIBRATION_LOOP, repeats: int = 3) -> float:
     """CPU seconds of a fixed pure-Python loop (the least of `repeats`): the machine's speed now."""
     best = float("inf")
     for _ in range(repeats):
         started = time.process_time()
-        total = 0
-        for i in range(loop):
-            total += i & 7
+        _loop(loop)
         best = min(best, time.process_time() - started)
     return best
 
 
 def _loop_seconds(loop: int) -> float:
+    """The calibration loop's wall-clock seconds."""
     started = time.perf_counter()
-    total = 0
-    for i in range(loop):
-        total += i & 7
+    _loop(loop)
     return time.perf_counter() - started
 
 
