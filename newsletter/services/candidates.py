@@ -120,6 +120,11 @@ class Pick:
     reasons: tuple[str, ...]
 
 
+def text_fingerprint(paper: CandidatePaper) -> int:
+    """What a paper's vectors depend on: its title and abstract (an edited paper is computed again)."""
+    return hash((paper.title, paper.abstract))
+
+
 @dataclass(frozen=True)
 class PaperFeatures:
     """What ranking needs from one paper's text: computed once per worker process, not per chunk."""
@@ -148,7 +153,7 @@ class FeatureCache:
         missing: list[int] = []
         for index, paper in enumerate(papers):
             entry = self._entries.get(paper.id)
-            if entry is not None and entry.fingerprint == hash((paper.title, paper.abstract)):
+            if entry is not None and entry.fingerprint == text_fingerprint(paper):
                 self._entries.move_to_end(paper.id)
                 found.append(entry)
             else:
@@ -161,7 +166,7 @@ class FeatureCache:
                 paper = papers[index]
                 start, end = counts.indptr[row], counts.indptr[row + 1]
                 entry = PaperFeatures(
-                    fingerprint=hash((paper.title, paper.abstract)),
+                    fingerprint=text_fingerprint(paper),
                     indices=counts.indices[start:end].copy(),
                     data=counts.data[start:end].copy(),
                     grams=np.unique(np.fromiter(map(hash, grams), dtype=np.int64, count=len(grams))),

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from newsletter.services.candidates import CandidatePool, paper_vectors
+from newsletter.services.candidates import CandidatePool, paper_vectors, text_fingerprint
 from papers.selectors import CandidatePaper
 
 # A row is 4 bytes per pool paper: 16 MB at most, e.g. 8,000 papers' rows with a 500-paper pool,
@@ -41,11 +41,9 @@ class CosineRows:
         paper may come more than once (readers like the same papers): it is computed once."""
         if not papers:
             return np.zeros((0, len(pool)), dtype=np.float32)
-        kept = self._pools.get(pool.key)
-        if kept is None:
-            kept = self._pools[pool.key] = {}
+        kept = self._pools.setdefault(pool.key, {})
         self._pools.move_to_end(pool.key)
-        keys = [(paper.id, hash((paper.title, paper.abstract))) for paper in papers]
+        keys = [(paper.id, text_fingerprint(paper)) for paper in papers]
         missing = {key: paper for key, paper in zip(keys, papers, strict=True) if key not in kept}
         if missing:
             vectors, _ = paper_vectors([list(missing.values())])
