@@ -55,8 +55,6 @@ class BenchConfig(AppConfig):
                 "task": task.name,
                 "size": len(args[0]) if args and isinstance(args[0], list) else 0,
                 "seconds": time.perf_counter() - began,
-                # Wall-clock ends, for a timeline across processes (who waited, when).
-                "ended_at": time.time(),
                 "cpu_seconds": self_cpu() - began_cpu,
                 "queries": counter.count,
                 "state": state,
